@@ -1,0 +1,355 @@
+"""Stubs and user documentation of the Rust extension ``mental_trader._core``.
+
+This file is the contract of the Rust↔Python boundary; CI checks it against the binary
+with ``python -m mypy.stubtest mental_trader._core``.
+
+Conventions:
+    * Timestamps are ``int64`` nanoseconds since the Unix epoch, UTC. The exchange zone is
+      given as ``utc_offset_minutes`` (IST = 330); nothing depends on the host's TZ.
+    * Batch inputs are 1-D, C-contiguous numpy arrays of the stated dtype: ``float64`` prices
+      and quantities, ``int64`` timestamps and symbols. Anything else raises
+      :class:`~mental_trader.errors.InvalidInputError` (a ``ValueError``); nothing is copied
+      or converted silently. Inputs are never mutated, and callers must not mutate them
+      while a batch call runs (the GIL is released during batch work).
+    * Bars are stamped with their bucket START. Buckets are anchored at ``session_start``
+      (so 60-minute bars run 09:15-10:15, ..., 15:15-15:30) or, with
+      ``session_start=None``, at local midnight with no session filter. Ticks outside
+      ``[session_start, session_end)`` local time are dropped. No bar is made for a bucket
+      without ticks. Open/close are the first/last tick by arrival order.
+    * A tick older than its symbol's open (or last closed) bucket is *late*: dropped and
+      counted, it never changes a closed bar. Dropped ticks change nothing else either.
+    * ``volume_mode="trade"``: each tick carries its traded quantity; bar volume is the sum.
+      ``volume_mode="cumulative"``: each tick carries the day's cumulative volume (as Kite
+      sends it); bar volume is the last cumulative in the bar minus the last cumulative
+      before it that local day (0 at the start of each local day; a decrease is a reset).
+    * EMA: alpha = 2/(n+1); the first n-1 outputs are undefined (NaN / None); output n-1
+      is the SMA of the first n inputs; then ``ema = ema + alpha*(x - ema)``, matching
+      TA-Lib and TradingView. Non-finite input is an error.
+    * Crossover at i: +1 when fast[i] > slow[i] and fast[i-1] <= slow[i-1]; -1 when
+      fast[i] < slow[i] and fast[i-1] >= slow[i-1]; 0 otherwise or where any input is NaN.
+"""
+
+from collections.abc import Mapping
+from typing import Final, final
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "Bar",
+    "BarBuilder",
+    "BarEvent",
+    "Ema",
+    "Engine",
+    "PanicException",
+    "build_bars",
+    "crossovers",
+    "ema",
+    "resample_bars",
+]
+
+__version__: Final[str]
+
+class PanicException(BaseException):
+    """A bug in the Rust core (never bad input). Catch it by name, log, and restart."""
+
+@final
+class Bar:
+    """One closed (or, from ``BarBuilder.current``, still forming) OHLCV bar.
+
+    Frozen; compares and hashes by value. ``ts`` is the bucket start (ns, UTC).
+    """
+
+    def __init__(
+        self,
+        symbol: int,
+        ts: int,
+        open: float,
+        high: float,
+        low: float,
+        close: float,
+        volume: float,
+        ticks: int,
+    ) -> None: ...
+    @property
+    def symbol(self) -> int: ...
+    @property
+    def ts(self) -> int: ...
+    @property
+    def open(self) -> float: ...
+    @property
+    def high(self) -> float: ...
+    @property
+    def low(self) -> float: ...
+    @property
+    def close(self) -> float: ...
+    @property
+    def volume(self) -> float: ...
+    @property
+    def ticks(self) -> int: ...
+    def to_dict(self) -> dict[str, int | float]:
+        """The bar as a dict with the same keys as ``build_bars`` columns."""
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class Ema:
+    """Streaming exponential moving average (the batch :func:`ema`, one value at a time).
+
+    Args:
+        period: number of values, >= 1.
+
+    Raises:
+        InvalidInputError: ``period < 1``.
+    """
+
+    def __init__(self, period: int) -> None: ...
+    @property
+    def period(self) -> int: ...
+    @property
+    def count(self) -> int:
+        """Number of values consumed so far."""
+    @property
+    def value(self) -> float | None:
+        """Current EMA, or None during the first ``period - 1`` values."""
+    @property
+    def is_ready(self) -> bool:
+        """True once ``period`` values have been consumed."""
+    def update(self, x: float) -> float | None:
+        """Consume one value; return the EMA, or None while warming up.
+
+        Raises:
+            InvalidInputError: ``x`` is NaN or infinite (the state is unchanged).
+        """
+    def reset(self) -> None:
+        """Forget every value consumed."""
+    def to_state(self) -> dict[str, int | float]:
+        """Exact state: ``period``, ``count``, ``seed_sum`` and ``value`` (NaN until ready)."""
+    @staticmethod
+    def from_state(state: Mapping[str, int | float]) -> Ema:
+        """Rebuild an Ema from :meth:`to_state`; it continues bit-identically.
+
+        Raises:
+            InvalidInputError: missing key or inconsistent values.
+        """
+    def __eq__(self, other: object) -> bool: ...
+
+def ema(
+    values: NDArray[np.float64], period: int, out: NDArray[np.float64] | None = None
+) -> NDArray[np.float64]:
+    """EMA of ``values`` (TA-Lib ``EMA`` semantics; first ``period - 1`` outputs NaN).
+
+    Args:
+        values: 1-D contiguous float64, all finite.
+        period: >= 1.
+        out: optional preallocated 1-D contiguous writable float64 array of the same length,
+            filled in place and returned (lets backtests reuse buffers).
+
+    Raises:
+        InvalidInputError: bad dtype/shape/contiguity, ``period < 1``, a non-finite value,
+            ``out`` of another length.
+    """
+
+def crossovers(fast: NDArray[np.float64], slow: NDArray[np.float64]) -> NDArray[np.int8]:
+    """+1 / -1 / 0 crossover flags of ``fast`` over ``slow`` (``out[0] = 0``; NaN gives 0).
+
+    Raises:
+        InvalidInputError: bad dtype/shape/contiguity or different lengths.
+    """
+
+def build_bars(
+    ts_ns: NDArray[np.int64],
+    price: NDArray[np.float64],
+    qty: NDArray[np.float64],
+    *,
+    timeframe_s: int = 60,
+    symbol: NDArray[np.int64] | None = None,
+    session_start: str | None = "09:15",
+    session_end: str | None = "15:30",
+    utc_offset_minutes: int = 330,
+    volume_mode: str = "trade",
+) -> dict[str, NDArray[np.int64] | NDArray[np.float64]]:
+    """Aggregate ticks into time bars, processing them in array (arrival) order.
+
+    Exactly the rules of :class:`BarBuilder` fed tick by tick and flushed at the end.
+
+    Returns:
+        Columns ``ts`` (int64 ns UTC, bucket start), ``open``, ``high``, ``low``, ``close``,
+        ``volume`` (float64), ``ticks`` (int64), plus ``symbol`` (int64) when ``symbol`` was
+        given; rows ordered by ``ts`` then ``symbol``.
+
+    Raises:
+        InvalidInputError: bad dtype/shape/contiguity, different lengths, a price that is
+            not finite and > 0, a negative or non-finite quantity, ``timeframe_s`` outside
+            1..86400, a malformed session ("HH:MM", start < end), an unknown volume mode.
+    """
+
+def resample_bars(
+    bars: Mapping[str, NDArray[np.int64] | NDArray[np.float64]],
+    timeframe_s: int,
+    *,
+    session_start: str | None = "09:15",
+    session_end: str | None = "15:30",
+    utc_offset_minutes: int = 330,
+) -> dict[str, NDArray[np.int64] | NDArray[np.float64]]:
+    """Coarser bars from finer ones (e.g. 1m -> 5m) with the same anchoring.
+
+    ``bars`` has the columns of :func:`build_bars` (``symbol`` optional); rows of one symbol
+    must be in ascending ``ts`` order. ``timeframe_s`` must be a multiple of the source
+    timeframe. Open/close come from the first/last source bar, volume and ticks are summed.
+
+    Returns:
+        The same columns, rows ordered by ``ts`` then ``symbol``.
+
+    Raises:
+        InvalidInputError: missing column, bad dtype/shape, different lengths, rows of a
+            symbol out of order, a bar outside the session, bad session arguments.
+    """
+
+@final
+class BarBuilder:
+    """Streaming tick -> bar aggregation for many symbols (the state machine of build_bars).
+
+    Args:
+        timeframe_s: bar length in seconds, 1..86400.
+        session_start, session_end, utc_offset_minutes, volume_mode: as in :func:`build_bars`.
+        grace_ms: :meth:`on_time` closes a bar once ``now`` is more than ``grace_ms`` past
+            its bucket end, leaving time for delayed ticks.
+    """
+
+    def __init__(
+        self,
+        timeframe_s: int = 60,
+        *,
+        session_start: str | None = "09:15",
+        session_end: str | None = "15:30",
+        utc_offset_minutes: int = 330,
+        volume_mode: str = "trade",
+        grace_ms: int = 1000,
+    ) -> None: ...
+    @property
+    def timeframe_s(self) -> int: ...
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Dropped ticks by reason: ``out_of_session`` and ``late``."""
+    def on_tick(self, symbol: int, ts_ns: int, price: float, qty: float) -> list[Bar]:
+        """Consume one tick; return the bar it closed (at most one), usually none.
+
+        Raises:
+            InvalidInputError: price not finite and > 0, qty negative or non-finite,
+                timestamp out of range (the state is unchanged).
+        """
+    def on_time(self, now_ns: int) -> list[Bar]:
+        """Close and return the open bars whose bucket ended more than ``grace_ms`` before now."""
+    def flush(self) -> list[Bar]:
+        """Close and return every open bar (ordered by ``ts`` then ``symbol``)."""
+    def current(self, symbol: int) -> Bar | None:
+        """The symbol's still-open bar, if any (not closed by this call)."""
+
+@final
+class BarEvent:
+    """A bar closed by :class:`Engine`, with the EMAs and crossover it produced.
+
+    ``is_confirm`` tells a confirm-timeframe bar from a primary one. ``ema_fast`` and
+    ``ema_slow`` are None until warmed up; ``cross`` is +1, -1 or 0.
+    """
+
+    @property
+    def symbol(self) -> int: ...
+    @property
+    def timeframe_s(self) -> int: ...
+    @property
+    def is_confirm(self) -> bool: ...
+    @property
+    def bar(self) -> Bar: ...
+    @property
+    def ema_fast(self) -> float | None: ...
+    @property
+    def ema_slow(self) -> float | None: ...
+    @property
+    def cross(self) -> int: ...
+    def __eq__(self, other: object) -> bool: ...
+
+@final
+class Engine:
+    """The fused live path: ticks -> primary bars -> confirm bars -> fast/slow EMAs -> crosses.
+
+    Per symbol: a primary bar builder, a confirm resampler, fast and slow EMAs on both
+    timeframes and crossover state. One :meth:`on_tick` call per tick; it returns None on the
+    common path (no bar closed). A confirm bar closes as soon as its last primary bar closes,
+    or when a later primary bucket opens, or on :meth:`on_time`.
+
+    Args:
+        timeframe_s: primary timeframe in seconds.
+        confirm_timeframe_s: confirm timeframe, a multiple of ``timeframe_s``.
+        fast, slow: EMA periods, ``1 <= fast < slow``.
+        session_start, session_end, utc_offset_minutes, volume_mode, grace_ms: as in
+            :class:`BarBuilder`.
+    """
+
+    def __init__(
+        self,
+        timeframe_s: int = 60,
+        confirm_timeframe_s: int = 300,
+        fast: int = 8,
+        slow: int = 21,
+        *,
+        session_start: str | None = "09:15",
+        session_end: str | None = "15:30",
+        utc_offset_minutes: int = 330,
+        volume_mode: str = "trade",
+        grace_ms: int = 1000,
+    ) -> None: ...
+    @property
+    def timeframe_s(self) -> int: ...
+    @property
+    def confirm_timeframe_s(self) -> int: ...
+    @property
+    def fast(self) -> int: ...
+    @property
+    def slow(self) -> int: ...
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Dropped ticks by reason: ``out_of_session`` and ``late``."""
+    @property
+    def symbols(self) -> list[int]:
+        """Symbols seen so far, in order of first appearance."""
+    def on_tick(self, symbol: int, ts_ns: int, price: float, qty: float) -> list[BarEvent] | None:
+        """Consume one tick; None when no bar closed, else the closed-bar events.
+
+        Events come primary first, then confirm.
+
+        Raises:
+            InvalidInputError: price not finite and > 0, qty negative or non-finite,
+                timestamp out of range (the state is unchanged).
+        """
+    def on_time(self, now_ns: int) -> list[BarEvent] | None:
+        """Close bars whose bucket ended more than ``grace_ms`` before ``now_ns``."""
+    def flush(self) -> list[BarEvent]:
+        """Close every open primary and confirm bar and return their events."""
+    def on_ticks(
+        self,
+        ts_ns: NDArray[np.int64],
+        price: NDArray[np.float64],
+        qty: NDArray[np.float64],
+        symbol: NDArray[np.int64] | None = None,
+        *,
+        flush: bool = False,
+    ) -> dict[str, dict[str, NDArray[np.int64] | NDArray[np.float64] | NDArray[np.int8]]]:
+        """Batch twin of :meth:`on_tick`: run whole arrays through the same state.
+
+        Returns ``{"primary": columns, "confirm": columns}``, events in emission order, with
+        the bar columns of :func:`build_bars` plus ``symbol``, ``ema_fast``, ``ema_slow``
+        (float64, NaN until ready) and ``cross`` (int8). With ``flush=True`` open bars are
+        closed at the end. The whole batch is validated before any tick is applied, so a
+        bad input changes nothing.
+        """
+    def snapshot(self) -> bytes:
+        """The whole state as versioned bytes (restore with :meth:`from_snapshot`)."""
+    @staticmethod
+    def from_snapshot(data: bytes) -> Engine:
+        """Rebuild an Engine that continues exactly where the snapshot was taken.
+
+        Raises:
+            InvalidInputError: the bytes are not a valid snapshot of this version.
+        """

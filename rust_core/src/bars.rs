@@ -1,0 +1,683 @@
+//! Ticks -> session-anchored time bars.
+//!
+//! Rules (DESIGN.md section 3), kept by one per-symbol state machine, [`SymbolBars`], which
+//! both the streaming [`BarBuilder`] and the batch [`build_bars`] loop:
+//! - a bar is stamped with its bucket start; buckets come from [`Session`];
+//! - out-of-session ticks are dropped and counted; no bar is made for an empty bucket;
+//! - open/close are the first/last tick by arrival; ticks within the open bucket may arrive
+//!   out of order;
+//! - a tick whose bucket is older than (or equal to an already closed) bucket of its symbol is
+//!   late: dropped and counted, it never changes a closed bar;
+//! - a dropped tick changes nothing (closes no bar, leaves the cumulative baseline alone);
+//! - volume `trade`: sum of quantities; `cumulative`: sum of increments of the day's
+//!   cumulative volume, the baseline being 0 at the start of each local day and a decrease
+//!   starting over from 0.
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, CoreResult};
+use crate::session::{check_ts, Session};
+
+/// One OHLCV bar.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Bar {
+    pub symbol: i64,
+    /// Bucket start, ns UTC.
+    pub ts: i64,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: f64,
+    pub ticks: i64,
+}
+
+/// How a tick's quantity is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VolumeMode {
+    /// Each tick carries its traded quantity.
+    Trade,
+    /// Each tick carries the day's cumulative volume (Kite's `volume_traded`).
+    Cumulative,
+}
+
+impl VolumeMode {
+    /// Parse "trade" or "cumulative".
+    ///
+    /// # Errors
+    /// Any other string.
+    pub fn parse(text: &str) -> CoreResult<Self> {
+        match text {
+            "trade" => Ok(Self::Trade),
+            "cumulative" => Ok(Self::Cumulative),
+            other => Err(CoreError::invalid(format!(
+                "volume_mode must be \"trade\" or \"cumulative\", got {other:?}"
+            ))),
+        }
+    }
+
+    /// The name accepted by [`VolumeMode::parse`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Trade => "trade",
+            Self::Cumulative => "cumulative",
+        }
+    }
+}
+
+/// Bits of the largest finite f64.
+const MAX_FINITE_BITS: u64 = 0x7FEF_FFFF_FFFF_FFFF;
+
+/// True when price is finite and > 0 and qty is finite and >= 0 (+0.0; a -0.0 quantity takes
+/// the slow path, where [`check_tick`] accepts it). Two integer compares, no float branches.
+#[inline(always)]
+fn is_valid_tick(price: f64, qty: f64) -> bool {
+    (price.to_bits().wrapping_sub(1) < MAX_FINITE_BITS) & (qty.to_bits() <= MAX_FINITE_BITS)
+}
+
+/// Check one tick's price and quantity.
+///
+/// # Errors
+/// Price not finite and > 0; quantity negative or not finite.
+#[inline(always)]
+pub fn check_tick(price: f64, qty: f64) -> CoreResult<()> {
+    if !(price > 0.0 && price < f64::INFINITY) {
+        return Err(CoreError::OutOfRange(format!(
+            "price must be finite and > 0, got {price}"
+        )));
+    }
+    if !(qty >= 0.0 && qty < f64::INFINITY) {
+        return Err(CoreError::OutOfRange(format!(
+            "qty must be finite and >= 0, got {qty}"
+        )));
+    }
+    Ok(())
+}
+
+/// What a tick did to its symbol.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TickOutcome {
+    /// Added to the open bar.
+    Updated,
+    /// Opened a new bar, closing the previous open one if there was one.
+    Opened(Option<Bar>),
+    /// Dropped: outside the session.
+    OutOfSession,
+    /// Dropped: older than the symbol's open or last closed bucket.
+    Late,
+}
+
+/// The per-symbol bar state machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SymbolBars {
+    bar: Bar,
+    is_open: bool,
+    /// Open bucket [start, end) in ns UTC; empty (MAX, MIN) when no bar is open, so the fast
+    /// path's range test fails.
+    open_start: i64,
+    open_end: i64,
+    /// Start and end of the open or last closed bucket (i64::MIN before the first tick).
+    last_start: i64,
+    last_end: i64,
+    /// Local day of `last_start`, and the last cumulative volume seen that day.
+    cum_day: i64,
+    cum_last: f64,
+}
+
+impl SymbolBars {
+    /// Empty state for `symbol`.
+    pub fn new(symbol: i64) -> Self {
+        Self {
+            bar: Bar {
+                symbol,
+                ts: 0,
+                open: f64::NAN,
+                high: f64::NAN,
+                low: f64::NAN,
+                close: f64::NAN,
+                volume: 0.0,
+                ticks: 0,
+            },
+            is_open: false,
+            open_start: i64::MAX,
+            open_end: i64::MIN,
+            last_start: i64::MIN,
+            last_end: i64::MIN,
+            cum_day: i64::MIN,
+            cum_last: 0.0,
+        }
+    }
+
+    /// The symbol id.
+    pub fn symbol(&self) -> i64 {
+        self.bar.symbol
+    }
+
+    /// The open bar, if any.
+    pub fn current(&self) -> Option<Bar> {
+        self.is_open.then_some(self.bar)
+    }
+
+    /// End (exclusive, ns UTC) of the open bucket, if a bar is open.
+    pub fn open_end(&self) -> Option<i64> {
+        self.is_open.then_some(self.open_end)
+    }
+
+    /// Start of the open or last closed bucket.
+    pub fn last_start(&self) -> i64 {
+        self.last_start
+    }
+
+    #[inline(always)]
+    fn volume_of(&mut self, mode: VolumeMode, qty: f64) -> f64 {
+        match mode {
+            VolumeMode::Trade => qty,
+            VolumeMode::Cumulative => {
+                let inc = if qty < self.cum_last {
+                    qty
+                } else {
+                    qty - self.cum_last
+                };
+                self.cum_last = qty;
+                inc
+            }
+        }
+    }
+
+    /// Consume one tick whose price and quantity were already checked.
+    ///
+    /// # Errors
+    /// Timestamp out of range (nothing changed).
+    #[inline(always)]
+    pub fn on_tick(
+        &mut self,
+        session: &Session,
+        mode: VolumeMode,
+        ts_ns: i64,
+        price: f64,
+        qty: f64,
+    ) -> CoreResult<TickOutcome> {
+        if ts_ns >= self.open_start && ts_ns < self.open_end {
+            let vol = self.volume_of(mode, qty);
+            let bar = &mut self.bar;
+            bar.high = bar.high.max(price);
+            bar.low = bar.low.min(price);
+            bar.close = price;
+            bar.volume += vol;
+            bar.ticks += 1;
+            return Ok(TickOutcome::Updated);
+        }
+        self.on_tick_slow(session, mode, ts_ns, price, qty)
+    }
+
+    #[inline(never)]
+    fn on_tick_slow(
+        &mut self,
+        session: &Session,
+        mode: VolumeMode,
+        ts_ns: i64,
+        price: f64,
+        qty: f64,
+    ) -> CoreResult<TickOutcome> {
+        let Some(bucket) = session.bucket(ts_ns)? else {
+            return Ok(TickOutcome::OutOfSession);
+        };
+        if bucket.start_ns <= self.last_start {
+            return Ok(TickOutcome::Late);
+        }
+        let closed = self.close();
+        if bucket.day != self.cum_day {
+            self.cum_day = bucket.day;
+            self.cum_last = 0.0;
+        }
+        let vol = self.volume_of(mode, qty);
+        self.bar = Bar {
+            symbol: self.bar.symbol,
+            ts: bucket.start_ns,
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+            volume: vol,
+            ticks: 1,
+        };
+        self.is_open = true;
+        self.open_start = bucket.start_ns;
+        self.open_end = bucket.end_ns;
+        self.last_start = bucket.start_ns;
+        self.last_end = bucket.end_ns;
+        Ok(TickOutcome::Opened(closed))
+    }
+
+    /// Batch fast path: absorb the longest prefix of ticks that fall in the open bucket and
+    /// are valid, exactly as [`SymbolBars::on_tick`] would, with the bar held in registers.
+    /// Returns how many ticks were consumed; the caller runs the next one (a new bucket, a
+    /// drop or an error) through `on_tick`.
+    #[inline]
+    pub fn absorb_run(
+        &mut self,
+        mode: VolumeMode,
+        ts_ns: &[i64],
+        price: &[f64],
+        qty: &[f64],
+    ) -> usize {
+        match mode {
+            VolumeMode::Trade => self.absorb_run_with::<false>(ts_ns, price, qty),
+            VolumeMode::Cumulative => self.absorb_run_with::<true>(ts_ns, price, qty),
+        }
+    }
+
+    #[inline(always)]
+    fn absorb_run_with<const CUMULATIVE: bool>(
+        &mut self,
+        ts_ns: &[i64],
+        price: &[f64],
+        qty: &[f64],
+    ) -> usize {
+        let (start, end) = (self.open_start, self.open_end);
+        let b = self.bar;
+        let (mut high, mut low, mut close, mut volume) = (b.high, b.low, b.close, b.volume);
+        let mut cum_last = self.cum_last;
+        let mut consumed = 0_usize;
+        for ((&t, &p), &q) in ts_ns.iter().zip(price).zip(qty) {
+            if !(t >= start && t < end && is_valid_tick(p, q)) {
+                break;
+            }
+            // p is finite here, so plain comparisons match f64::max/min exactly.
+            if p > high {
+                high = p;
+            }
+            if p < low {
+                low = p;
+            }
+            close = p;
+            if CUMULATIVE {
+                volume += if q < cum_last { q } else { q - cum_last };
+                cum_last = q;
+            } else {
+                volume += q;
+            }
+            consumed += 1;
+        }
+        let bar = &mut self.bar;
+        bar.high = high;
+        bar.low = low;
+        bar.close = close;
+        bar.volume = volume;
+        bar.ticks += consumed as i64;
+        self.cum_last = cum_last;
+        consumed
+    }
+
+    /// Close the open bar, if any, and return it.
+    pub fn close(&mut self) -> Option<Bar> {
+        if !self.is_open {
+            return None;
+        }
+        self.is_open = false;
+        self.open_start = i64::MAX;
+        self.open_end = i64::MIN;
+        Some(self.bar)
+    }
+
+    /// Close the open bar if its bucket ended more than `grace_ns` before `now_ns`.
+    pub fn close_if_due(&mut self, now_ns: i64, grace_ns: i64) -> Option<Bar> {
+        if self.is_open && self.open_end.saturating_add(grace_ns) < now_ns {
+            self.close()
+        } else {
+            None
+        }
+    }
+}
+
+/// Counters of dropped ticks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dropped {
+    pub out_of_session: u64,
+    pub late: u64,
+}
+
+impl Dropped {
+    /// Count a tick outcome.
+    #[inline(always)]
+    pub fn count(&mut self, outcome: &TickOutcome) {
+        match outcome {
+            TickOutcome::OutOfSession => self.out_of_session += 1,
+            TickOutcome::Late => self.late += 1,
+            TickOutcome::Updated | TickOutcome::Opened(_) => {}
+        }
+    }
+}
+
+/// Maps symbol ids to dense indices, with a one-entry cache for runs of one symbol.
+#[derive(Debug, Clone, Default)]
+pub struct SymbolIndex {
+    map: FxHashMap<i64, usize>,
+    last: Option<(i64, usize)>,
+}
+
+impl SymbolIndex {
+    /// Index of `symbol`, and whether it is new (then it gets `next`).
+    #[inline(always)]
+    pub fn get_or_insert(&mut self, symbol: i64, next: usize) -> (usize, bool) {
+        if let Some((s, i)) = self.last {
+            if s == symbol {
+                return (i, false);
+            }
+        }
+        let mut is_new = false;
+        let idx = *self.map.entry(symbol).or_insert_with(|| {
+            is_new = true;
+            next
+        });
+        self.last = Some((symbol, idx));
+        (idx, is_new)
+    }
+
+    /// Index of an existing symbol.
+    pub fn get(&self, symbol: i64) -> Option<usize> {
+        self.map.get(&symbol).copied()
+    }
+}
+
+/// Streaming bars for many symbols.
+#[derive(Debug, Clone)]
+pub struct BarBuilder {
+    session: Session,
+    mode: VolumeMode,
+    grace_ns: i64,
+    index: SymbolIndex,
+    states: Vec<SymbolBars>,
+    dropped: Dropped,
+}
+
+impl BarBuilder {
+    /// A builder with no symbols yet.
+    ///
+    /// # Errors
+    /// Negative grace.
+    pub fn try_new(session: Session, mode: VolumeMode, grace_ns: i64) -> CoreResult<Self> {
+        if grace_ns < 0 {
+            return Err(CoreError::OutOfRange(format!(
+                "grace must be >= 0, got {grace_ns} ns"
+            )));
+        }
+        Ok(Self {
+            session,
+            mode,
+            grace_ns,
+            index: SymbolIndex::default(),
+            states: Vec::new(),
+            dropped: Dropped::default(),
+        })
+    }
+
+    /// Dropped-tick counters.
+    pub fn dropped(&self) -> Dropped {
+        self.dropped
+    }
+
+    /// Consume one tick; return the bar it closed, if any.
+    ///
+    /// # Errors
+    /// Bad price, quantity or timestamp; the state is unchanged.
+    #[inline]
+    pub fn on_tick(
+        &mut self,
+        symbol: i64,
+        ts_ns: i64,
+        price: f64,
+        qty: f64,
+    ) -> CoreResult<Option<Bar>> {
+        check_tick(price, qty)?;
+        check_ts(ts_ns)?;
+        let (idx, is_new) = self.index.get_or_insert(symbol, self.states.len());
+        if is_new {
+            self.states.push(SymbolBars::new(symbol));
+        }
+        let state = self
+            .states
+            .get_mut(idx)
+            .ok_or_else(|| CoreError::invalid("internal: symbol index out of range"))?;
+        let outcome = state.on_tick(&self.session, self.mode, ts_ns, price, qty)?;
+        self.dropped.count(&outcome);
+        Ok(match outcome {
+            TickOutcome::Opened(closed) => closed,
+            _ => None,
+        })
+    }
+
+    /// Close the bars whose bucket ended more than the grace before `now_ns`.
+    pub fn on_time(&mut self, now_ns: i64) -> Vec<Bar> {
+        let grace = self.grace_ns;
+        let mut out: Vec<Bar> = self
+            .states
+            .iter_mut()
+            .filter_map(|s| s.close_if_due(now_ns, grace))
+            .collect();
+        sort_bars(&mut out);
+        out
+    }
+
+    /// Close every open bar.
+    pub fn flush(&mut self) -> Vec<Bar> {
+        let mut out: Vec<Bar> = self
+            .states
+            .iter_mut()
+            .filter_map(SymbolBars::close)
+            .collect();
+        sort_bars(&mut out);
+        out
+    }
+
+    /// The open bar of `symbol`, if any.
+    pub fn current(&self, symbol: i64) -> Option<Bar> {
+        let idx = self.index.get(symbol)?;
+        self.states.get(idx)?.current()
+    }
+}
+
+/// Order bars by (ts, symbol).
+pub fn sort_bars(bars: &mut [Bar]) {
+    bars.sort_unstable_by_key(|b| (b.ts, b.symbol));
+}
+
+/// Add ` (tick index i)` to an error from the per-tick path.
+fn at_index(e: CoreError, i: usize) -> CoreError {
+    match e {
+        CoreError::OutOfRange(m) => CoreError::OutOfRange(format!("{m} (tick index {i})")),
+        other => other,
+    }
+}
+
+/// Batch: aggregate ticks in array order; rows ordered by (ts, symbol).
+///
+/// # Errors
+/// Different lengths; a bad price, quantity or timestamp (with its index).
+pub fn build_bars(
+    ts_ns: &[i64],
+    price: &[f64],
+    qty: &[f64],
+    symbol: Option<&[i64]>,
+    session: &Session,
+    mode: VolumeMode,
+) -> CoreResult<Vec<Bar>> {
+    let n = ts_ns.len();
+    for len in [price.len(), qty.len()]
+        .into_iter()
+        .chain(symbol.map(<[i64]>::len))
+    {
+        if len != n {
+            return Err(CoreError::LengthMismatch {
+                left: n,
+                right: len,
+            });
+        }
+    }
+    let mut bars = Vec::with_capacity(n / 64 + 16);
+    if let Some(symbol) = symbol {
+        let mut builder = BarBuilder::try_new(*session, mode, 0)?;
+        for (i, (((&t, &p), &q), &s)) in ts_ns.iter().zip(price).zip(qty).zip(symbol).enumerate() {
+            if let Some(bar) = builder.on_tick(s, t, p, q).map_err(|e| at_index(e, i))? {
+                bars.push(bar);
+            }
+        }
+        bars.extend(builder.flush());
+        sort_bars(&mut bars);
+    } else {
+        // One symbol: drive the per-symbol machine directly (no lookup).
+        // Runs of ticks in the open bucket go through `absorb_run`, the rest through
+        // `on_tick`: the same rules, specialised because this loop is the backtest hot path.
+        let mut state = SymbolBars::new(0);
+        let mut i = 0;
+        while i < n {
+            let (Some(ts), Some(ps), Some(qs)) = (ts_ns.get(i..), price.get(i..), qty.get(i..))
+            else {
+                break;
+            };
+            i += state.absorb_run(mode, ts, ps, qs);
+            let (Some(&t), Some(&p), Some(&q)) = (ts_ns.get(i), price.get(i), qty.get(i)) else {
+                break;
+            };
+            check_tick(p, q).map_err(|e| at_index(e, i))?;
+            check_ts(t).map_err(|e| at_index(e, i))?;
+            if let TickOutcome::Opened(Some(bar)) = state.on_tick(session, mode, t, p, q)? {
+                bars.push(bar);
+            }
+            i += 1;
+        }
+        bars.extend(state.close());
+    }
+    Ok(bars)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::session::{SessionSpec, SECOND_NS};
+
+    const MIN: i64 = 60 * SECOND_NS;
+    /// 2026-11-23 00:00 IST in ns UTC.
+    const MIDNIGHT: i64 = 1_795_372_200 * SECOND_NS;
+
+    fn ist(h: i64, m: i64, s: i64) -> i64 {
+        MIDNIGHT + (h * 60 + m) * MIN + s * SECOND_NS
+    }
+
+    fn session(tf: i64) -> Session {
+        Session::try_new(&SessionSpec {
+            timeframe_s: tf,
+            session_start: Some("09:15".into()),
+            session_end: Some("15:30".into()),
+            utc_offset_minutes: 330,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn one_minute_bars_with_drops() {
+        let ts = [
+            ist(9, 14, 59), // out of session
+            ist(9, 15, 0),
+            ist(9, 15, 30),
+            ist(9, 15, 10), // out of order within the bucket
+            ist(9, 16, 5),
+            ist(9, 15, 59), // late
+            ist(15, 30, 0), // out of session
+        ];
+        let px = [1.0, 10.0, 12.0, 9.0, 11.0, 50.0, 2.0];
+        let q = [5.0, 1.0, 2.0, 3.0, 4.0, 6.0, 7.0];
+        let bars = build_bars(&ts, &px, &q, None, &session(60), VolumeMode::Trade).unwrap();
+        assert_eq!(bars.len(), 2);
+        let b = bars[0];
+        assert_eq!(b.ts, ist(9, 15, 0));
+        assert_eq!((b.open, b.high, b.low, b.close), (10.0, 12.0, 9.0, 9.0));
+        assert_eq!((b.volume, b.ticks), (6.0, 3));
+        assert_eq!(
+            (bars[1].ts, bars[1].close, bars[1].volume),
+            (ist(9, 16, 0), 11.0, 4.0)
+        );
+    }
+
+    #[test]
+    fn cumulative_volume_across_days_and_resets() {
+        let next_day = 86_400 * SECOND_NS;
+        let ts = [
+            ist(9, 15, 0),
+            ist(9, 15, 1),
+            ist(9, 16, 0),
+            ist(9, 16, 1), // reset: 5 < 250
+            ist(9, 17, 0),
+            ist(9, 14, 0) + next_day, // out of session: baseline untouched
+            ist(9, 15, 0) + next_day,
+        ];
+        let px = [1.0; 7];
+        let q = [100.0, 150.0, 250.0, 5.0, 30.0, 9999.0, 40.0];
+        let bars = build_bars(&ts, &px, &q, None, &session(60), VolumeMode::Cumulative).unwrap();
+        let vols: Vec<f64> = bars.iter().map(|b| b.volume).collect();
+        assert_eq!(vols, vec![150.0, 100.0 + 5.0, 25.0, 40.0]);
+    }
+
+    #[test]
+    fn builder_timer_close_makes_same_bucket_late() {
+        let mut b = BarBuilder::try_new(session(60), VolumeMode::Trade, SECOND_NS).unwrap();
+        assert_eq!(b.on_tick(7, ist(9, 15, 0), 10.0, 1.0).unwrap(), None);
+        assert!(b.on_time(ist(9, 16, 1)).is_empty()); // end + grace == now: not yet
+        let closed = b.on_time(ist(9, 16, 1) + 1);
+        assert_eq!(closed.len(), 1);
+        assert_eq!(b.on_tick(7, ist(9, 15, 59), 11.0, 1.0).unwrap(), None);
+        assert_eq!(b.dropped().late, 1);
+        assert!(b.current(7).is_none());
+        b.on_tick(7, ist(9, 16, 2), 12.0, 1.0).unwrap();
+        assert_eq!(b.current(7).unwrap().open, 12.0);
+    }
+
+    #[test]
+    fn multi_symbol_rows_sorted_by_ts_then_symbol() {
+        let ts = [ist(9, 15, 0), ist(9, 15, 0), ist(9, 16, 0), ist(9, 16, 0)];
+        let sym = [9, 3, 3, 9];
+        let px = [1.0, 2.0, 3.0, 4.0];
+        let q = [1.0; 4];
+        let bars = build_bars(&ts, &px, &q, Some(&sym), &session(60), VolumeMode::Trade).unwrap();
+        let keys: Vec<(i64, i64)> = bars.iter().map(|b| (b.ts, b.symbol)).collect();
+        assert_eq!(
+            keys,
+            vec![
+                (ist(9, 15, 0), 3),
+                (ist(9, 15, 0), 9),
+                (ist(9, 16, 0), 3),
+                (ist(9, 16, 0), 9)
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_ticks_are_errors_and_change_nothing() {
+        let mut b = BarBuilder::try_new(session(60), VolumeMode::Trade, 0).unwrap();
+        for (p, q) in [
+            (f64::NAN, 1.0),
+            (0.0, 1.0),
+            (-1.0, 1.0),
+            (f64::INFINITY, 1.0),
+            (1.0, -1.0),
+            (1.0, f64::NAN),
+        ] {
+            assert!(b.on_tick(1, ist(9, 15, 0), p, q).is_err());
+        }
+        assert!(b.on_tick(1, i64::MAX, 1.0, 1.0).is_err());
+        assert!(b.flush().is_empty());
+        assert_eq!(b.dropped(), Dropped::default());
+        assert!(VolumeMode::parse("shares").is_err());
+        let err = build_bars(
+            &[ist(9, 15, 0)],
+            &[1.0, 2.0],
+            &[1.0],
+            None,
+            &session(60),
+            VolumeMode::Trade,
+        );
+        assert!(err.is_err());
+    }
+}

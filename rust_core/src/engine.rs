@@ -1,0 +1,509 @@
+//! The fused live path: one call per tick runs ticks -> primary bars -> confirm bars ->
+//! fast/slow EMAs -> crossovers for every symbol (DESIGN.md section 2).
+//!
+//! Per symbol the engine holds a primary [`SymbolBars`], a confirm [`Resampler`], and a
+//! fast/slow EMA pair with crossover state on each timeframe. Only closed bars drive the
+//! EMAs. The batch twin [`Engine::on_ticks`] loops exactly the same per-tick code, and the
+//! whole state can be snapshotted to bytes and restored to continue bit-identically.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bars::{check_tick, Bar, Dropped, SymbolBars, SymbolIndex, TickOutcome, VolumeMode};
+use crate::cross::Cross;
+use crate::ema::Ema;
+use crate::error::{CoreError, CoreResult};
+use crate::resample::Resampler;
+use crate::session::{check_ts, Session, SessionSpec, SECOND_NS};
+
+/// Engine configuration, as given by the user (validated by [`Engine::try_new`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineConfig {
+    pub timeframe_s: i64,
+    pub confirm_timeframe_s: i64,
+    pub fast: u64,
+    pub slow: u64,
+    pub session_start: Option<String>,
+    pub session_end: Option<String>,
+    pub utc_offset_minutes: i64,
+    pub volume_mode: VolumeMode,
+    pub grace_ms: i64,
+}
+
+/// A bar closed by the engine, with the EMAs and crossover it produced. Equality is exact
+/// (undefined NaN EMAs compare equal).
+#[derive(Debug, Clone, Copy)]
+pub struct Event {
+    pub bar: Bar,
+    pub timeframe_s: i64,
+    pub is_confirm: bool,
+    /// NaN until warmed up.
+    pub ema_fast: f64,
+    /// NaN until warmed up.
+    pub ema_slow: f64,
+    pub cross: i8,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.bar == other.bar
+            && self.timeframe_s == other.timeframe_s
+            && self.is_confirm == other.is_confirm
+            && self.ema_fast.to_bits() == other.ema_fast.to_bits()
+            && self.ema_slow.to_bits() == other.ema_slow.to_bits()
+            && self.cross == other.cross
+    }
+}
+
+/// Fast/slow EMAs and their crossover on one timeframe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Leg {
+    fast: Ema,
+    slow: Ema,
+    cross: Cross,
+}
+
+impl Leg {
+    fn new(fast: u64, slow: u64) -> CoreResult<Self> {
+        Ok(Self {
+            fast: Ema::try_new(fast)?,
+            slow: Ema::try_new(slow)?,
+            cross: Cross::default(),
+        })
+    }
+
+    fn on_bar(&mut self, bar: Bar, timeframe_s: i64, is_confirm: bool) -> CoreResult<Event> {
+        self.fast.update(bar.close)?;
+        self.slow.update(bar.close)?;
+        let (f, s) = (self.fast.value_or_nan(), self.slow.value_or_nan());
+        Ok(Event {
+            bar,
+            timeframe_s,
+            is_confirm,
+            ema_fast: f,
+            ema_slow: s,
+            cross: self.cross.update(f, s),
+        })
+    }
+}
+
+/// Everything the engine keeps for one symbol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SymbolEngine {
+    bars: SymbolBars,
+    confirm: Resampler,
+    primary_leg: Leg,
+    confirm_leg: Leg,
+}
+
+/// Sessions and settings shared by every symbol (derived from the config).
+#[derive(Debug, Clone, Copy)]
+struct Shared {
+    primary: Session,
+    confirm: Session,
+    mode: VolumeMode,
+    grace_ns: i64,
+    timeframe_s: i64,
+    confirm_timeframe_s: i64,
+}
+
+impl SymbolEngine {
+    /// A primary bar closed: EMAs, then the confirm resampler.
+    fn primary_closed(&mut self, sh: &Shared, bar: Bar, out: &mut Vec<Event>) -> CoreResult<()> {
+        out.push(self.primary_leg.on_bar(bar, sh.timeframe_s, false)?);
+        let end = sh.primary.bucket(bar.ts)?.map_or(i64::MIN, |b| b.end_ns);
+        let pushed = self.confirm.push(&sh.confirm, &bar, end)?;
+        for cb in [pushed.closed_before, pushed.closed_after]
+            .into_iter()
+            .flatten()
+        {
+            out.push(self.confirm_leg.on_bar(cb, sh.confirm_timeframe_s, true)?);
+        }
+        Ok(())
+    }
+
+    fn confirm_closed(
+        &mut self,
+        sh: &Shared,
+        bar: Option<Bar>,
+        out: &mut Vec<Event>,
+    ) -> CoreResult<()> {
+        if let Some(cb) = bar {
+            out.push(self.confirm_leg.on_bar(cb, sh.confirm_timeframe_s, true)?);
+        }
+        Ok(())
+    }
+}
+
+/// The fused multi-symbol engine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    config: EngineConfig,
+    shared: Shared,
+    index: SymbolIndex,
+    syms: Vec<SymbolEngine>,
+    dropped: Dropped,
+}
+
+/// Snapshot header: format name and version.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"MTENG001";
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    config: EngineConfig,
+    syms: Vec<SymbolEngine>,
+    dropped: Dropped,
+}
+
+impl Engine {
+    /// Validate the configuration and build an empty engine.
+    ///
+    /// # Errors
+    /// Bad timeframes (confirm not a multiple of primary), periods (need 1 <= fast < slow),
+    /// session, or grace.
+    pub fn try_new(config: EngineConfig) -> CoreResult<Self> {
+        let spec = |tf| SessionSpec {
+            timeframe_s: tf,
+            session_start: config.session_start.clone(),
+            session_end: config.session_end.clone(),
+            utc_offset_minutes: config.utc_offset_minutes,
+        };
+        let primary = Session::try_new(&spec(config.timeframe_s))?;
+        let confirm = Session::try_new(&spec(config.confirm_timeframe_s))?;
+        if config.confirm_timeframe_s % config.timeframe_s != 0 {
+            return Err(CoreError::invalid(format!(
+                "confirm_timeframe_s ({}) must be a multiple of timeframe_s ({})",
+                config.confirm_timeframe_s, config.timeframe_s
+            )));
+        }
+        if config.fast < 1 || config.fast >= config.slow {
+            return Err(CoreError::InvalidPeriod(format!(
+                "need 1 <= fast < slow, got fast={} slow={}",
+                config.fast, config.slow
+            )));
+        }
+        Leg::new(config.fast, config.slow)?;
+        if !(0..=86_400_000).contains(&config.grace_ms) {
+            return Err(CoreError::OutOfRange(format!(
+                "grace_ms must be between 0 and 86400000, got {}",
+                config.grace_ms
+            )));
+        }
+        let shared = Shared {
+            primary,
+            confirm,
+            mode: config.volume_mode,
+            grace_ns: config.grace_ms * (SECOND_NS / 1000),
+            timeframe_s: config.timeframe_s,
+            confirm_timeframe_s: config.confirm_timeframe_s,
+        };
+        Ok(Self {
+            config,
+            shared,
+            index: SymbolIndex::default(),
+            syms: Vec::new(),
+            dropped: Dropped::default(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Dropped-tick counters.
+    pub fn dropped(&self) -> Dropped {
+        self.dropped
+    }
+
+    /// Symbols in order of first appearance.
+    pub fn symbols(&self) -> Vec<i64> {
+        self.syms.iter().map(|s| s.bars.symbol()).collect()
+    }
+
+    /// Consume one tick, appending the events of the bars it closed to `out`.
+    ///
+    /// # Errors
+    /// Bad price, quantity or timestamp; the state is unchanged.
+    #[inline]
+    pub fn on_tick(
+        &mut self,
+        symbol: i64,
+        ts_ns: i64,
+        price: f64,
+        qty: f64,
+        out: &mut Vec<Event>,
+    ) -> CoreResult<()> {
+        check_tick(price, qty)?;
+        check_ts(ts_ns)?;
+        let (idx, is_new) = self.index.get_or_insert(symbol, self.syms.len());
+        if is_new {
+            self.syms.push(SymbolEngine {
+                bars: SymbolBars::new(symbol),
+                confirm: Resampler::new(symbol),
+                primary_leg: Leg::new(self.config.fast, self.config.slow)?,
+                confirm_leg: Leg::new(self.config.fast, self.config.slow)?,
+            });
+        }
+        let sh = &self.shared;
+        let st = self
+            .syms
+            .get_mut(idx)
+            .ok_or_else(|| CoreError::invalid("internal: symbol index out of range"))?;
+        match st.bars.on_tick(&sh.primary, sh.mode, ts_ns, price, qty)? {
+            TickOutcome::Updated => Ok(()),
+            outcome @ (TickOutcome::OutOfSession | TickOutcome::Late) => {
+                self.dropped.count(&outcome);
+                Ok(())
+            }
+            TickOutcome::Opened(closed) => {
+                if let Some(bar) = closed {
+                    st.primary_closed(sh, bar, out)?;
+                }
+                // A later primary bucket opened: a confirm bucket that ended by then is done.
+                let cb = st.confirm.close_if_ended_by(st.bars.last_start());
+                st.confirm_closed(sh, cb, out)
+            }
+        }
+    }
+
+    /// Close the bars whose bucket ended more than `grace_ms` before `now_ns`.
+    ///
+    /// # Errors
+    /// Only on an internal inconsistency (never for a valid engine).
+    pub fn on_time(&mut self, now_ns: i64, out: &mut Vec<Event>) -> CoreResult<()> {
+        let sh = &self.shared;
+        for st in &mut self.syms {
+            if let Some(bar) = st.bars.close_if_due(now_ns, sh.grace_ns) {
+                st.primary_closed(sh, bar, out)?;
+            }
+            let cb = st.confirm.close_if_due(now_ns, sh.grace_ns);
+            st.confirm_closed(sh, cb, out)?;
+        }
+        Ok(())
+    }
+
+    /// Close every open primary and confirm bar.
+    ///
+    /// # Errors
+    /// Only on an internal inconsistency (never for a valid engine).
+    pub fn flush(&mut self, out: &mut Vec<Event>) -> CoreResult<()> {
+        let sh = &self.shared;
+        for st in &mut self.syms {
+            if let Some(bar) = st.bars.close() {
+                st.primary_closed(sh, bar, out)?;
+            }
+            let cb = st.confirm.close();
+            st.confirm_closed(sh, cb, out)?;
+        }
+        Ok(())
+    }
+
+    /// Batch twin of [`Engine::on_tick`]: validates the whole batch first (so a bad input
+    /// changes nothing), then runs every tick through the same code.
+    ///
+    /// # Errors
+    /// Different lengths, or a bad tick (with its index).
+    pub fn on_ticks(
+        &mut self,
+        ts_ns: &[i64],
+        price: &[f64],
+        qty: &[f64],
+        symbol: Option<&[i64]>,
+        flush: bool,
+        out: &mut Vec<Event>,
+    ) -> CoreResult<()> {
+        let n = ts_ns.len();
+        for len in [price.len(), qty.len()]
+            .into_iter()
+            .chain(symbol.map(<[i64]>::len))
+        {
+            if len != n {
+                return Err(CoreError::LengthMismatch {
+                    left: n,
+                    right: len,
+                });
+            }
+        }
+        for (i, ((&t, &p), &q)) in ts_ns.iter().zip(price).zip(qty).enumerate() {
+            check_tick(p, q)
+                .and_then(|()| check_ts(t))
+                .map_err(|e| CoreError::OutOfRange(format!("{e} (tick index {i})")))?;
+        }
+        match symbol {
+            Some(symbol) => {
+                for (((&t, &p), &q), &s) in ts_ns.iter().zip(price).zip(qty).zip(symbol) {
+                    self.on_tick(s, t, p, q, out)?;
+                }
+            }
+            None => {
+                for ((&t, &p), &q) in ts_ns.iter().zip(price).zip(qty) {
+                    self.on_tick(0, t, p, q, out)?;
+                }
+            }
+        }
+        if flush {
+            self.flush(out)?;
+        }
+        Ok(())
+    }
+
+    /// The whole state as versioned bytes.
+    ///
+    /// # Errors
+    /// Serialization failure (not expected).
+    pub fn snapshot(&self) -> CoreResult<Vec<u8>> {
+        let snap = Snapshot {
+            config: self.config.clone(),
+            syms: self.syms.clone(),
+            dropped: self.dropped,
+        };
+        let mut bytes = SNAPSHOT_MAGIC.to_vec();
+        let body = postcard::to_allocvec(&snap)
+            .map_err(|e| CoreError::invalid(format!("snapshot failed: {e}")))?;
+        bytes.extend_from_slice(&body);
+        Ok(bytes)
+    }
+
+    /// Rebuild an engine from [`Engine::snapshot`] bytes.
+    ///
+    /// # Errors
+    /// Wrong header or version, corrupt body, or a state inconsistent with its config.
+    pub fn from_snapshot(data: &[u8]) -> CoreResult<Self> {
+        let body = data
+            .strip_prefix(SNAPSHOT_MAGIC.as_slice())
+            .ok_or_else(|| {
+                CoreError::invalid("not an engine snapshot of this version (bad header)")
+            })?;
+        let snap: Snapshot = postcard::from_bytes(body)
+            .map_err(|e| CoreError::invalid(format!("corrupt engine snapshot: {e}")))?;
+        let mut engine = Self::try_new(snap.config)?;
+        for st in snap.syms {
+            let legs = [&st.primary_leg, &st.confirm_leg];
+            if legs.iter().any(|l| {
+                l.fast.period() != engine.config.fast || l.slow.period() != engine.config.slow
+            }) {
+                return Err(CoreError::invalid(
+                    "corrupt engine snapshot: EMA periods differ from the config",
+                ));
+            }
+            let symbol = st.bars.symbol();
+            let (_, is_new) = engine.index.get_or_insert(symbol, engine.syms.len());
+            if !is_new {
+                return Err(CoreError::invalid(format!(
+                    "corrupt engine snapshot: symbol {symbol} appears twice"
+                )));
+            }
+            engine.syms.push(st);
+        }
+        engine.dropped = snap.dropped;
+        Ok(engine)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60 * SECOND_NS;
+    const MIDNIGHT: i64 = 1_795_372_200 * SECOND_NS;
+
+    fn ist(h: i64, m: i64, s: i64) -> i64 {
+        MIDNIGHT + (h * 60 + m) * MIN + s * SECOND_NS
+    }
+
+    fn config() -> EngineConfig {
+        EngineConfig {
+            timeframe_s: 60,
+            confirm_timeframe_s: 300,
+            fast: 2,
+            slow: 3,
+            session_start: Some("09:15".into()),
+            session_end: Some("15:30".into()),
+            utc_offset_minutes: 330,
+            volume_mode: VolumeMode::Trade,
+            grace_ms: 1000,
+        }
+    }
+
+    #[test]
+    fn confirm_bar_closes_with_its_last_primary_bar() {
+        let mut e = Engine::try_new(config()).unwrap();
+        let mut out = Vec::new();
+        for m in 15..20 {
+            e.on_tick(1, ist(9, m, 0), 100.0 + m as f64, 1.0, &mut out)
+                .unwrap();
+        }
+        assert_eq!(out.len(), 4); // 09:15..09:18 closed by the next tick
+        out.clear();
+        e.on_tick(1, ist(9, 20, 0), 200.0, 1.0, &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        assert!(!out[0].is_confirm && out[0].bar.ts == ist(9, 19, 0));
+        assert!(out[1].is_confirm && out[1].bar.ts == ist(9, 15, 0));
+        assert_eq!(
+            (out[1].bar.open, out[1].bar.close, out[1].bar.ticks),
+            (115.0, 119.0, 5)
+        );
+    }
+
+    #[test]
+    fn confirm_closes_when_a_later_bucket_opens_after_a_gap() {
+        let mut e = Engine::try_new(config()).unwrap();
+        let mut out = Vec::new();
+        e.on_tick(1, ist(9, 15, 0), 100.0, 1.0, &mut out).unwrap();
+        e.on_tick(1, ist(9, 22, 0), 101.0, 1.0, &mut out).unwrap();
+        let kinds: Vec<(bool, i64)> = out.iter().map(|ev| (ev.is_confirm, ev.bar.ts)).collect();
+        assert_eq!(kinds, vec![(false, ist(9, 15, 0)), (true, ist(9, 15, 0))]);
+    }
+
+    #[test]
+    fn emas_and_cross_on_primary_closes() {
+        let mut e = Engine::try_new(config()).unwrap();
+        let mut out = Vec::new();
+        let closes = [10.0, 9.0, 8.0, 12.0, 13.0];
+        for (i, c) in closes.iter().enumerate() {
+            e.on_tick(1, ist(9, 15 + i as i64, 0), *c, 1.0, &mut out)
+                .unwrap();
+        }
+        e.flush(&mut out).unwrap();
+        let prim: Vec<&Event> = out.iter().filter(|ev| !ev.is_confirm).collect();
+        assert!(prim[0].ema_fast.is_nan() && prim[1].ema_fast == 9.5);
+        assert!(prim[2].ema_slow == 9.0);
+        // fast: 9.5, 8.5, 10.8333.., slow: 9.0, 10.5 → fast crosses above slow at i=3.
+        assert_eq!(
+            prim.iter().map(|ev| ev.cross).collect::<Vec<_>>(),
+            vec![0, 0, 0, 1, 0]
+        );
+    }
+
+    #[test]
+    fn snapshot_roundtrip_and_garbage() {
+        let mut e = Engine::try_new(config()).unwrap();
+        let mut out = Vec::new();
+        e.on_tick(3, ist(9, 15, 0), 100.0, 1.0, &mut out).unwrap();
+        let bytes = e.snapshot().unwrap();
+        let mut r = Engine::from_snapshot(&bytes).unwrap();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        e.on_tick(3, ist(9, 16, 0), 101.0, 1.0, &mut a).unwrap();
+        r.on_tick(3, ist(9, 16, 0), 101.0, 1.0, &mut b).unwrap();
+        assert_eq!(a, b);
+        assert!(Engine::from_snapshot(b"junk").is_err());
+        assert!(Engine::from_snapshot(&bytes[..bytes.len() - 3]).is_err());
+        for cut in 0..bytes.len() {
+            let _ = Engine::from_snapshot(&bytes[..cut]);
+        }
+    }
+
+    #[test]
+    fn bad_configs() {
+        let mut c = config();
+        c.confirm_timeframe_s = 90;
+        assert!(Engine::try_new(c).is_err());
+        let mut c = config();
+        c.fast = 3;
+        assert!(Engine::try_new(c).is_err());
+        let mut c = config();
+        c.grace_ms = -1;
+        assert!(Engine::try_new(c).is_err());
+    }
+}

@@ -1,0 +1,123 @@
+//! Array extraction with clear errors, output columns, error mapping and `detached`.
+
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1, PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::bars::Bar;
+use crate::error::{CoreError, CoreResult};
+use crate::session::SessionSpec;
+
+pyo3::import_exception!(mental_trader.errors, InvalidInputError);
+
+impl From<CoreError> for PyErr {
+    fn from(e: CoreError) -> Self {
+        InvalidInputError::new_err(e.to_string())
+    }
+}
+
+/// Raise `InvalidInputError` with `msg`.
+pub fn invalid(msg: impl Into<String>) -> PyErr {
+    InvalidInputError::new_err(msg.into())
+}
+
+/// Run batch work with the GIL released, converting the core's errors.
+pub fn detached<T, F>(py: Python<'_>, f: F) -> PyResult<T>
+where
+    T: Send,
+    F: FnOnce() -> CoreResult<T> + Send,
+{
+    py.detach(f).map_err(PyErr::from)
+}
+
+/// Describe what was passed instead of the expected array.
+fn describe(obj: &Bound<'_, PyAny>) -> String {
+    if let Ok(arr) = obj.cast::<PyUntypedArray>() {
+        let dtype = arr
+            .dtype()
+            .str()
+            .map_or_else(|_| "?".to_owned(), |s| s.to_string());
+        format!("a {}-D array of dtype {dtype}", arr.ndim())
+    } else {
+        let name = obj
+            .get_type()
+            .name()
+            .map_or_else(|_| "?".to_owned(), |s| s.to_string());
+        format!("an object of type {name}")
+    }
+}
+
+/// Borrow `obj` as a read-only 1-D C-contiguous numpy array of `T`.
+pub fn array1<'py, T: numpy::Element>(
+    name: &str,
+    dtype: &str,
+    obj: &Bound<'py, PyAny>,
+) -> PyResult<PyReadonlyArray1<'py, T>> {
+    let arr = obj.cast::<PyArray1<T>>().map_err(|_| {
+        invalid(format!(
+            "{name}: expected a 1-D numpy array of dtype {dtype}, got {}",
+            describe(obj)
+        ))
+    })?;
+    if !arr.is_c_contiguous() {
+        return Err(CoreError::NonContiguous(name.to_owned()).into());
+    }
+    arr.try_readonly()
+        .map_err(|e| invalid(format!("{name}: cannot borrow the array: {e}")))
+}
+
+/// Borrow as float64 (see [`array1`]).
+pub fn f64_array<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArray1<'py, f64>> {
+    array1::<f64>(name, "float64", obj)
+}
+
+/// Borrow as int64 (see [`array1`]).
+pub fn i64_array<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArray1<'py, i64>> {
+    array1::<i64>(name, "int64", obj)
+}
+
+/// The contiguous slice of a borrowed array.
+pub fn slice<'a, T: numpy::Element>(
+    name: &str,
+    arr: &'a PyReadonlyArray1<'_, T>,
+) -> PyResult<&'a [T]> {
+    arr.as_slice()
+        .map_err(|_| CoreError::NonContiguous(name.to_owned()).into())
+}
+
+/// Session arguments as the Python API takes them.
+pub fn session_spec(
+    timeframe_s: i64,
+    session_start: Option<String>,
+    session_end: Option<String>,
+    utc_offset_minutes: i64,
+) -> SessionSpec {
+    SessionSpec {
+        timeframe_s,
+        session_start,
+        session_end,
+        utc_offset_minutes,
+    }
+}
+
+/// Bar columns (plus `symbol` when asked) as a dict of numpy arrays.
+pub fn bars_to_dict<'py>(
+    py: Python<'py>,
+    bars: &[Bar],
+    with_symbol: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let col_i = |f: fn(&Bar) -> i64| PyArray1::from_vec(py, bars.iter().map(f).collect());
+    let col_f = |f: fn(&Bar) -> f64| PyArray1::from_vec(py, bars.iter().map(f).collect());
+    d.set_item("ts", col_i(|b| b.ts))?;
+    if with_symbol {
+        d.set_item("symbol", col_i(|b| b.symbol))?;
+    }
+    d.set_item("open", col_f(|b| b.open))?;
+    d.set_item("high", col_f(|b| b.high))?;
+    d.set_item("low", col_f(|b| b.low))?;
+    d.set_item("close", col_f(|b| b.close))?;
+    d.set_item("volume", col_f(|b| b.volume))?;
+    d.set_item("ticks", col_i(|b| b.ticks))?;
+    Ok(d)
+}

@@ -1,0 +1,104 @@
+//! `BarBuilder`: streaming ticks -> bars for many symbols.
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::arrays::session_spec;
+use super::types::PyBar;
+use crate::bars::{BarBuilder, Dropped, VolumeMode};
+use crate::error::CoreError;
+use crate::session::{Session, SECOND_NS};
+
+/// Dropped-tick counters as a dict.
+pub fn dropped_dict(py: Python<'_>, d: Dropped) -> PyResult<Bound<'_, PyDict>> {
+    let out = PyDict::new(py);
+    out.set_item("out_of_session", d.out_of_session)?;
+    out.set_item("late", d.late)?;
+    Ok(out)
+}
+
+/// Convert a grace in milliseconds to nanoseconds, checking its range.
+pub fn grace_ns(grace_ms: i64) -> Result<i64, CoreError> {
+    if !(0..=86_400_000).contains(&grace_ms) {
+        return Err(CoreError::OutOfRange(format!(
+            "grace_ms must be between 0 and 86400000, got {grace_ms}"
+        )));
+    }
+    Ok(grace_ms * (SECOND_NS / 1000))
+}
+
+/// Streaming tick -> bar aggregation (see `_core.pyi`).
+#[pyclass(module = "mental_trader._core", name = "BarBuilder")]
+pub struct PyBarBuilder {
+    inner: BarBuilder,
+    timeframe_s: i64,
+}
+
+fn wrap(bars: Vec<crate::bars::Bar>) -> Vec<PyBar> {
+    bars.into_iter().map(PyBar).collect()
+}
+
+#[pymethods]
+impl PyBarBuilder {
+    #[new]
+    #[pyo3(signature = (
+        timeframe_s = 60, *, session_start = Some("09:15".to_owned()),
+        session_end = Some("15:30".to_owned()), utc_offset_minutes = 330,
+        volume_mode = "trade", grace_ms = 1000
+    ))]
+    fn new(
+        timeframe_s: i64,
+        session_start: Option<String>,
+        session_end: Option<String>,
+        utc_offset_minutes: i64,
+        volume_mode: &str,
+        grace_ms: i64,
+    ) -> PyResult<Self> {
+        let session = Session::try_new(&session_spec(
+            timeframe_s,
+            session_start,
+            session_end,
+            utc_offset_minutes,
+        ))?;
+        let mode = VolumeMode::parse(volume_mode)?;
+        Ok(Self {
+            inner: BarBuilder::try_new(session, mode, grace_ns(grace_ms)?)?,
+            timeframe_s,
+        })
+    }
+
+    #[getter]
+    fn timeframe_s(&self) -> i64 {
+        self.timeframe_s
+    }
+
+    #[getter]
+    fn dropped<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        dropped_dict(py, self.inner.dropped())
+    }
+
+    /// Consume one tick; the bar it closed, if any.
+    fn on_tick(&mut self, symbol: i64, ts_ns: i64, price: f64, qty: f64) -> PyResult<Vec<PyBar>> {
+        Ok(self
+            .inner
+            .on_tick(symbol, ts_ns, price, qty)?
+            .map(PyBar)
+            .into_iter()
+            .collect())
+    }
+
+    /// Close bars whose bucket ended more than grace_ms before now_ns.
+    fn on_time(&mut self, now_ns: i64) -> Vec<PyBar> {
+        wrap(self.inner.on_time(now_ns))
+    }
+
+    /// Close every open bar.
+    fn flush(&mut self) -> Vec<PyBar> {
+        wrap(self.inner.flush())
+    }
+
+    /// The symbol's open bar, if any.
+    fn current(&self, symbol: i64) -> Option<PyBar> {
+        self.inner.current(symbol).map(PyBar)
+    }
+}

@@ -1,0 +1,281 @@
+//! `Engine` and `BarEvent`: the fused live path.
+
+use numpy::PyArray1;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+use super::arrays::{detached, f64_array, i64_array, invalid, slice};
+use super::builder::dropped_dict;
+use super::types::PyBar;
+use crate::bars::VolumeMode;
+use crate::engine::{Engine, EngineConfig, Event};
+
+/// A bar closed by the engine with its EMAs and crossover (frozen value).
+#[pyclass(
+    frozen,
+    eq,
+    skip_from_py_object,
+    module = "mental_trader._core",
+    name = "BarEvent"
+)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PyBarEvent(Event);
+
+fn opt(v: f64) -> Option<f64> {
+    (!v.is_nan()).then_some(v)
+}
+
+#[pymethods]
+impl PyBarEvent {
+    #[getter]
+    fn symbol(&self) -> i64 {
+        self.0.bar.symbol
+    }
+    #[getter]
+    fn timeframe_s(&self) -> i64 {
+        self.0.timeframe_s
+    }
+    #[getter]
+    fn is_confirm(&self) -> bool {
+        self.0.is_confirm
+    }
+    #[getter]
+    fn bar(&self) -> PyBar {
+        PyBar(self.0.bar)
+    }
+    #[getter]
+    fn ema_fast(&self) -> Option<f64> {
+        opt(self.0.ema_fast)
+    }
+    #[getter]
+    fn ema_slow(&self) -> Option<f64> {
+        opt(self.0.ema_slow)
+    }
+    #[getter]
+    fn cross(&self) -> i8 {
+        self.0.cross
+    }
+
+    fn __repr__(&self) -> String {
+        let e = &self.0;
+        format!(
+            "BarEvent(symbol={}, timeframe_s={}, is_confirm={}, ts={}, close={}, ema_fast={:?}, \
+             ema_slow={:?}, cross={})",
+            e.bar.symbol,
+            e.timeframe_s,
+            if e.is_confirm { "True" } else { "False" },
+            e.bar.ts,
+            e.bar.close,
+            opt(e.ema_fast),
+            opt(e.ema_slow),
+            e.cross
+        )
+    }
+}
+
+/// The fused multi-symbol engine (see `_core.pyi`).
+#[pyclass(module = "mental_trader._core", name = "Engine")]
+pub struct PyEngine {
+    inner: Engine,
+    /// Reused per call so the common path allocates nothing.
+    buf: Vec<Event>,
+}
+
+impl PyEngine {
+    fn take_events<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        let list = PyList::new(py, self.buf.drain(..).map(PyBarEvent))?;
+        Ok(Some(list))
+    }
+}
+
+/// Event columns (bar columns + symbol, ema_fast, ema_slow, cross) as a dict.
+fn events_to_dict<'py>(py: Python<'py>, evs: &[&Event]) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let col_i = |f: fn(&Event) -> i64| PyArray1::from_vec(py, evs.iter().map(|e| f(e)).collect());
+    let col_f = |f: fn(&Event) -> f64| PyArray1::from_vec(py, evs.iter().map(|e| f(e)).collect());
+    d.set_item("ts", col_i(|e| e.bar.ts))?;
+    d.set_item("symbol", col_i(|e| e.bar.symbol))?;
+    d.set_item("open", col_f(|e| e.bar.open))?;
+    d.set_item("high", col_f(|e| e.bar.high))?;
+    d.set_item("low", col_f(|e| e.bar.low))?;
+    d.set_item("close", col_f(|e| e.bar.close))?;
+    d.set_item("volume", col_f(|e| e.bar.volume))?;
+    d.set_item("ticks", col_i(|e| e.bar.ticks))?;
+    d.set_item("ema_fast", col_f(|e| e.ema_fast))?;
+    d.set_item("ema_slow", col_f(|e| e.ema_slow))?;
+    d.set_item(
+        "cross",
+        PyArray1::from_vec(py, evs.iter().map(|e| e.cross).collect()),
+    )?;
+    Ok(d)
+}
+
+#[pymethods]
+impl PyEngine {
+    #[new]
+    #[pyo3(signature = (
+        timeframe_s = 60, confirm_timeframe_s = 300, fast = 8, slow = 21, *,
+        session_start = Some("09:15".to_owned()), session_end = Some("15:30".to_owned()),
+        utc_offset_minutes = 330, volume_mode = "trade", grace_ms = 1000
+    ))]
+    fn new(
+        timeframe_s: i64,
+        confirm_timeframe_s: i64,
+        fast: i64,
+        slow: i64,
+        session_start: Option<String>,
+        session_end: Option<String>,
+        utc_offset_minutes: i64,
+        volume_mode: &str,
+        grace_ms: i64,
+    ) -> PyResult<Self> {
+        let period = |name: &str, v: i64| {
+            u64::try_from(v)
+                .map_err(|_| invalid(format!("invalid period: {name} must be >= 1, got {v}")))
+        };
+        let config = EngineConfig {
+            timeframe_s,
+            confirm_timeframe_s,
+            fast: period("fast", fast)?,
+            slow: period("slow", slow)?,
+            session_start,
+            session_end,
+            utc_offset_minutes,
+            volume_mode: VolumeMode::parse(volume_mode)?,
+            grace_ms,
+        };
+        Ok(Self {
+            inner: Engine::try_new(config)?,
+            buf: Vec::with_capacity(8),
+        })
+    }
+
+    #[getter]
+    fn timeframe_s(&self) -> i64 {
+        self.inner.config().timeframe_s
+    }
+    #[getter]
+    fn confirm_timeframe_s(&self) -> i64 {
+        self.inner.config().confirm_timeframe_s
+    }
+    #[getter]
+    fn fast(&self) -> u64 {
+        self.inner.config().fast
+    }
+    #[getter]
+    fn slow(&self) -> u64 {
+        self.inner.config().slow
+    }
+    #[getter]
+    fn dropped<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        dropped_dict(py, self.inner.dropped())
+    }
+    #[getter]
+    fn symbols(&self) -> Vec<i64> {
+        self.inner.symbols()
+    }
+
+    /// One tick: None when no bar closed, else the closed-bar events.
+    fn on_tick<'py>(
+        &mut self,
+        py: Python<'py>,
+        symbol: i64,
+        ts_ns: i64,
+        price: f64,
+        qty: f64,
+    ) -> PyResult<Option<Bound<'py, PyList>>> {
+        let res = self.inner.on_tick(symbol, ts_ns, price, qty, &mut self.buf);
+        if let Err(e) = res {
+            self.buf.clear();
+            return Err(e.into());
+        }
+        self.take_events(py)
+    }
+
+    /// Close bars whose bucket ended more than grace_ms before now_ns.
+    fn on_time<'py>(
+        &mut self,
+        py: Python<'py>,
+        now_ns: i64,
+    ) -> PyResult<Option<Bound<'py, PyList>>> {
+        let res = self.inner.on_time(now_ns, &mut self.buf);
+        if let Err(e) = res {
+            self.buf.clear();
+            return Err(e.into());
+        }
+        self.take_events(py)
+    }
+
+    /// Close every open bar.
+    fn flush<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let res = self.inner.flush(&mut self.buf);
+        if let Err(e) = res {
+            self.buf.clear();
+            return Err(e.into());
+        }
+        Ok(self.take_events(py)?.unwrap_or_else(|| PyList::empty(py)))
+    }
+
+    /// Batch twin of on_tick (see `_core.pyi`).
+    #[pyo3(signature = (ts_ns, price, qty, symbol = None, *, flush = false))]
+    fn on_ticks<'py>(
+        &mut self,
+        py: Python<'py>,
+        ts_ns: &Bound<'py, PyAny>,
+        price: &Bound<'py, PyAny>,
+        qty: &Bound<'py, PyAny>,
+        symbol: Option<&Bound<'py, PyAny>>,
+        flush: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let t = i64_array("ts_ns", ts_ns)?;
+        let p = f64_array("price", price)?;
+        let q = f64_array("qty", qty)?;
+        let s = symbol.map(|o| i64_array("symbol", o)).transpose()?;
+        let (ts, ps, qs) = (slice("ts_ns", &t)?, slice("price", &p)?, slice("qty", &q)?);
+        let ss = s.as_ref().map(|a| slice("symbol", a)).transpose()?;
+        let mut events = Vec::with_capacity(ts.len() / 64 + 16);
+        let inner = &mut self.inner;
+        detached(py, || inner.on_ticks(ts, ps, qs, ss, flush, &mut events))?;
+        let (confirm, primary): (Vec<&Event>, Vec<&Event>) =
+            events.iter().partition(|e| e.is_confirm);
+        let d = PyDict::new(py);
+        d.set_item("primary", events_to_dict(py, &primary)?)?;
+        d.set_item("confirm", events_to_dict(py, &confirm)?)?;
+        Ok(d)
+    }
+
+    /// The whole state as versioned bytes.
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = self.inner.snapshot()?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// Rebuild an engine from `snapshot()` bytes.
+    #[staticmethod]
+    fn from_snapshot(data: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let bytes: Vec<u8> = if let Ok(b) = data.cast::<PyBytes>() {
+            b.as_bytes().to_vec()
+        } else {
+            return Err(invalid("snapshot must be bytes"));
+        };
+        Ok(Self {
+            inner: Engine::from_snapshot(&bytes)?,
+            buf: Vec::with_capacity(8),
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        let c = self.inner.config();
+        format!(
+            "Engine(timeframe_s={}, confirm_timeframe_s={}, fast={}, slow={}, symbols={})",
+            c.timeframe_s,
+            c.confirm_timeframe_s,
+            c.fast,
+            c.slow,
+            self.inner.symbols().len()
+        )
+    }
+}

@@ -1,0 +1,226 @@
+//! Batch functions: `ema`, `crossovers`, `build_bars`, `resample_bars`.
+
+use numpy::{PyArray1, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::arrays::{bars_to_dict, detached, f64_array, i64_array, invalid, session_spec, slice};
+use crate::bars::{self, Bar, VolumeMode};
+use crate::cross::crossovers_into;
+use crate::ema::ema_into;
+use crate::error::CoreError;
+use crate::resample;
+use crate::session::Session;
+
+fn period_u64(period: i64) -> PyResult<u64> {
+    u64::try_from(period)
+        .map_err(|_| invalid(format!("invalid period: period must be >= 1, got {period}")))
+}
+
+/// EMA of `values` (TA-Lib semantics), optionally into a caller's `out` buffer.
+#[pyfunction(name = "ema")]
+#[pyo3(signature = (values, period, out = None))]
+pub fn ema_py<'py>(
+    py: Python<'py>,
+    values: &Bound<'py, PyAny>,
+    period: i64,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let period = period_u64(period)?;
+    let x = f64_array("values", values)?;
+    let xs = slice("values", &x)?;
+    match out {
+        None => {
+            // numpy's allocator (huge pages for big arrays) faults memory in much faster
+            // than a fresh Vec would.
+            let arr = PyArray1::<f64>::zeros(py, xs.len(), false);
+            {
+                let mut w = arr.readwrite();
+                let os = w
+                    .as_slice_mut()
+                    .map_err(|_| PyErr::from(CoreError::NonContiguous("out".into())))?;
+                detached(py, || ema_into(xs, period, os))?;
+            }
+            Ok(arr.into_any())
+        }
+        Some(obj) => {
+            let arr = obj.cast::<PyArray1<f64>>().map_err(|_| {
+                invalid("out: expected a 1-D writable numpy array of dtype float64")
+            })?;
+            if !arr.is_c_contiguous() {
+                return Err(CoreError::NonContiguous("out".into()).into());
+            }
+            if arr.len() != xs.len() {
+                return Err(CoreError::LengthMismatch {
+                    left: xs.len(),
+                    right: arr.len(),
+                }
+                .into());
+            }
+            let mut w = arr.try_readwrite().map_err(|e| {
+                invalid(format!(
+                    "out: cannot write to it ({e}); it must be writable and not alias values"
+                ))
+            })?;
+            let os = w
+                .as_slice_mut()
+                .map_err(|_| PyErr::from(CoreError::NonContiguous("out".into())))?;
+            detached(py, || ema_into(xs, period, os))?;
+            Ok(obj.clone())
+        }
+    }
+}
+
+/// +1 / -1 / 0 crossovers of `fast` over `slow`.
+#[pyfunction(name = "crossovers")]
+pub fn crossovers_py<'py>(
+    py: Python<'py>,
+    fast: &Bound<'py, PyAny>,
+    slow: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray1<i8>>> {
+    let f = f64_array("fast", fast)?;
+    let s = f64_array("slow", slow)?;
+    let (fs, ss) = (slice("fast", &f)?, slice("slow", &s)?);
+    let arr = PyArray1::<i8>::zeros(py, fs.len(), false);
+    {
+        let mut w = arr.readwrite();
+        let os = w
+            .as_slice_mut()
+            .map_err(|_| PyErr::from(CoreError::NonContiguous("out".into())))?;
+        detached(py, || crossovers_into(fs, ss, os))?;
+    }
+    Ok(arr)
+}
+
+/// Ticks -> bars (see `_core.pyi`).
+#[pyfunction(name = "build_bars")]
+#[pyo3(signature = (
+    ts_ns, price, qty, *, timeframe_s = 60, symbol = None, session_start = Some("09:15".to_owned()),
+    session_end = Some("15:30".to_owned()), utc_offset_minutes = 330, volume_mode = "trade"
+))]
+pub fn build_bars_py<'py>(
+    py: Python<'py>,
+    ts_ns: &Bound<'py, PyAny>,
+    price: &Bound<'py, PyAny>,
+    qty: &Bound<'py, PyAny>,
+    timeframe_s: i64,
+    symbol: Option<&Bound<'py, PyAny>>,
+    session_start: Option<String>,
+    session_end: Option<String>,
+    utc_offset_minutes: i64,
+    volume_mode: &str,
+) -> PyResult<Bound<'py, PyDict>> {
+    let session = Session::try_new(&session_spec(
+        timeframe_s,
+        session_start,
+        session_end,
+        utc_offset_minutes,
+    ))?;
+    let mode = VolumeMode::parse(volume_mode)?;
+    let t = i64_array("ts_ns", ts_ns)?;
+    let p = f64_array("price", price)?;
+    let q = f64_array("qty", qty)?;
+    let s = symbol.map(|o| i64_array("symbol", o)).transpose()?;
+    let (ts, ps, qs) = (slice("ts_ns", &t)?, slice("price", &p)?, slice("qty", &q)?);
+    let ss = s.as_ref().map(|a| slice("symbol", a)).transpose()?;
+    let bars = detached(py, || bars::build_bars(ts, ps, qs, ss, &session, mode))?;
+    bars_to_dict(py, &bars, ss.is_some())
+}
+
+/// Read the bar columns of a mapping into bars.
+fn bars_from_mapping(py: Python<'_>, bars: &Bound<'_, PyAny>) -> PyResult<(Vec<Bar>, bool)> {
+    let col = |key: &str| -> PyResult<Bound<'_, PyAny>> {
+        bars.get_item(key)
+            .map_err(|_| invalid(format!("bars: missing column {key:?}")))
+    };
+    let has_symbol = bars.contains("symbol").unwrap_or(false);
+    let (ts, open, high, low, close, volume, ticks) = (
+        col("ts")?,
+        col("open")?,
+        col("high")?,
+        col("low")?,
+        col("close")?,
+        col("volume")?,
+        col("ticks")?,
+    );
+    let ts = i64_array("bars['ts']", &ts)?;
+    let ticks = i64_array("bars['ticks']", &ticks)?;
+    let open = f64_array("bars['open']", &open)?;
+    let high = f64_array("bars['high']", &high)?;
+    let low = f64_array("bars['low']", &low)?;
+    let close = f64_array("bars['close']", &close)?;
+    let volume = f64_array("bars['volume']", &volume)?;
+    let symbol = if has_symbol {
+        Some(i64_array("bars['symbol']", &col("symbol")?)?)
+    } else {
+        None
+    };
+    let t = slice("ts", &ts)?;
+    let n = t.len();
+    let cols_f = [
+        slice("open", &open)?,
+        slice("high", &high)?,
+        slice("low", &low)?,
+        slice("close", &close)?,
+        slice("volume", &volume)?,
+    ];
+    let k = slice("ticks", &ticks)?;
+    let s = symbol.as_ref().map(|a| slice("symbol", a)).transpose()?;
+    for len in cols_f
+        .iter()
+        .map(|c| c.len())
+        .chain([k.len()])
+        .chain(s.map(<[i64]>::len))
+    {
+        if len != n {
+            return Err(CoreError::LengthMismatch {
+                left: n,
+                right: len,
+            }
+            .into());
+        }
+    }
+    let [o, h, l, c, v] = cols_f;
+    let out = py.detach(|| {
+        (0..n)
+            .filter_map(|i| {
+                Some(Bar {
+                    symbol: s.map_or(Some(0), |s| s.get(i).copied())?,
+                    ts: *t.get(i)?,
+                    open: *o.get(i)?,
+                    high: *h.get(i)?,
+                    low: *l.get(i)?,
+                    close: *c.get(i)?,
+                    volume: *v.get(i)?,
+                    ticks: *k.get(i)?,
+                })
+            })
+            .collect::<Vec<Bar>>()
+    });
+    Ok((out, has_symbol))
+}
+
+/// Finer bars -> coarser bars (see `_core.pyi`).
+#[pyfunction(name = "resample_bars")]
+#[pyo3(signature = (
+    bars, timeframe_s, *, session_start = Some("09:15".to_owned()),
+    session_end = Some("15:30".to_owned()), utc_offset_minutes = 330
+))]
+pub fn resample_bars_py<'py>(
+    py: Python<'py>,
+    bars: &Bound<'py, PyAny>,
+    timeframe_s: i64,
+    session_start: Option<String>,
+    session_end: Option<String>,
+    utc_offset_minutes: i64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let coarse = Session::try_new(&session_spec(
+        timeframe_s,
+        session_start,
+        session_end,
+        utc_offset_minutes,
+    ))?;
+    let (src, has_symbol) = bars_from_mapping(py, bars)?;
+    let out = detached(py, || resample::resample_bars(&src, &coarse))?;
+    bars_to_dict(py, &out, has_symbol)
+}

@@ -1,0 +1,254 @@
+//! Finer bars -> coarser bars with the same session anchoring (e.g. 1m -> 5m confirm bars).
+//!
+//! One per-symbol state machine, [`Resampler`], serves the batch [`resample_bars`] and the
+//! engine's live confirm timeframe. A coarse bar takes open from its first source bar, close
+//! from its last, high/low as max/min, and sums volume and ticks. Live, a coarse bar closes as
+//! soon as its last source bar closes (the source bar's bucket end reaches the coarse end), or
+//! when a later bucket shows up, so a 5m bar is known the moment its 09:19 1m bar closes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bars::{sort_bars, Bar};
+use crate::error::{CoreError, CoreResult};
+use crate::session::Session;
+
+/// Per-symbol resampling state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resampler {
+    bar: Bar,
+    is_open: bool,
+    /// End (exclusive, ns UTC) of the open coarse bucket.
+    open_end: i64,
+    /// Start of the open or last closed coarse bucket.
+    last_start: i64,
+    /// `ts` of the last source bar consumed (source bars must ascend).
+    last_src_ts: i64,
+}
+
+/// What one source bar did.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Pushed {
+    /// A coarse bar closed because this source bar belongs to a later bucket.
+    pub closed_before: Option<Bar>,
+    /// The coarse bar closed because this source bar was its last.
+    pub closed_after: Option<Bar>,
+}
+
+impl Resampler {
+    /// Empty state for `symbol`.
+    pub fn new(symbol: i64) -> Self {
+        Self {
+            bar: Bar {
+                symbol,
+                ts: 0,
+                open: f64::NAN,
+                high: f64::NAN,
+                low: f64::NAN,
+                close: f64::NAN,
+                volume: 0.0,
+                ticks: 0,
+            },
+            is_open: false,
+            open_end: i64::MIN,
+            last_start: i64::MIN,
+            last_src_ts: i64::MIN,
+        }
+    }
+
+    /// The open coarse bar, if any.
+    pub fn current(&self) -> Option<Bar> {
+        self.is_open.then_some(self.bar)
+    }
+
+    /// Consume one closed source bar. `src_end_ns` is its bucket end when known (live), or
+    /// `i64::MIN` to never close early (batch).
+    ///
+    /// # Errors
+    /// The source bar is outside the session, or not after the previous source bar of this
+    /// symbol. Nothing changes then.
+    pub fn push(&mut self, coarse: &Session, src: &Bar, src_end_ns: i64) -> CoreResult<Pushed> {
+        if src.ts <= self.last_src_ts {
+            return Err(CoreError::NotSorted(format!(
+                "bars of symbol {} are not in ascending ts order: {} after {}",
+                src.symbol, src.ts, self.last_src_ts
+            )));
+        }
+        let Some(bucket) = coarse.bucket(src.ts)? else {
+            return Err(CoreError::OutOfRange(format!(
+                "bar at ts {} (symbol {}) is outside the session",
+                src.ts, src.symbol
+            )));
+        };
+        if bucket.start_ns < self.last_start
+            || (bucket.start_ns == self.last_start && !self.is_open)
+        {
+            return Err(CoreError::NotSorted(format!(
+                "bar at ts {} (symbol {}) belongs to an already closed coarse bucket; is the \
+                 target timeframe a multiple of the source timeframe?",
+                src.ts, src.symbol
+            )));
+        }
+        self.last_src_ts = src.ts;
+        let mut pushed = Pushed::default();
+        if self.is_open && bucket.start_ns == self.bar.ts {
+            let b = &mut self.bar;
+            b.high = b.high.max(src.high);
+            b.low = b.low.min(src.low);
+            b.close = src.close;
+            b.volume += src.volume;
+            b.ticks += src.ticks;
+        } else {
+            pushed.closed_before = self.close();
+            self.bar = Bar {
+                ts: bucket.start_ns,
+                ..*src
+            };
+            self.is_open = true;
+            self.open_end = bucket.end_ns;
+            self.last_start = bucket.start_ns;
+        }
+        if src_end_ns >= self.open_end {
+            pushed.closed_after = self.close();
+        }
+        Ok(pushed)
+    }
+
+    /// Close the open coarse bar, if any.
+    pub fn close(&mut self) -> Option<Bar> {
+        if !self.is_open {
+            return None;
+        }
+        self.is_open = false;
+        Some(self.bar)
+    }
+
+    /// Close the open coarse bar if its bucket ends at or before `ts_ns` (a later source
+    /// bucket has opened, so no more source bars can join it).
+    pub fn close_if_ended_by(&mut self, ts_ns: i64) -> Option<Bar> {
+        if self.is_open && self.open_end <= ts_ns {
+            self.close()
+        } else {
+            None
+        }
+    }
+
+    /// Close the open coarse bar if its bucket ended more than `grace_ns` before `now_ns`.
+    pub fn close_if_due(&mut self, now_ns: i64, grace_ns: i64) -> Option<Bar> {
+        if self.is_open && self.open_end.saturating_add(grace_ns) < now_ns {
+            self.close()
+        } else {
+            None
+        }
+    }
+}
+
+/// Batch resampling; output ordered by (ts, symbol).
+///
+/// # Errors
+/// A bar outside the session, or bars of a symbol out of order.
+pub fn resample_bars(bars: &[Bar], coarse: &Session) -> CoreResult<Vec<Bar>> {
+    let mut index = crate::bars::SymbolIndex::default();
+    let mut states: Vec<Resampler> = Vec::new();
+    let mut out = Vec::with_capacity(bars.len() / 2 + 16);
+    for src in bars {
+        let (idx, is_new) = index.get_or_insert(src.symbol, states.len());
+        if is_new {
+            states.push(Resampler::new(src.symbol));
+        }
+        let state = states
+            .get_mut(idx)
+            .ok_or_else(|| CoreError::invalid("internal: symbol index out of range"))?;
+        let pushed = state.push(coarse, src, i64::MIN)?;
+        out.extend(pushed.closed_before);
+        out.extend(pushed.closed_after);
+    }
+    out.extend(states.iter_mut().filter_map(Resampler::close));
+    sort_bars(&mut out);
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::session::{SessionSpec, SECOND_NS};
+
+    const MIN: i64 = 60 * SECOND_NS;
+    const MIDNIGHT: i64 = 1_795_372_200 * SECOND_NS;
+
+    fn ist(h: i64, m: i64) -> i64 {
+        MIDNIGHT + (h * 60 + m) * MIN
+    }
+
+    fn session(tf: i64) -> Session {
+        Session::try_new(&SessionSpec {
+            timeframe_s: tf,
+            session_start: Some("09:15".into()),
+            session_end: Some("15:30".into()),
+            utc_offset_minutes: 330,
+        })
+        .unwrap()
+    }
+
+    fn bar(ts: i64, o: f64, h: f64, l: f64, c: f64) -> Bar {
+        Bar {
+            symbol: 1,
+            ts,
+            open: o,
+            high: h,
+            low: l,
+            close: c,
+            volume: 10.0,
+            ticks: 2,
+        }
+    }
+
+    #[test]
+    fn five_minute_from_one_minute() {
+        let src = [
+            bar(ist(9, 15), 10.0, 11.0, 9.0, 10.5),
+            bar(ist(9, 17), 10.5, 13.0, 10.0, 12.0),
+            bar(ist(9, 20), 12.0, 12.5, 11.5, 12.2),
+        ];
+        let out = resample_bars(&src, &session(300)).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            out[0],
+            Bar {
+                volume: 20.0,
+                ticks: 4,
+                ..bar(ist(9, 15), 10.0, 13.0, 9.0, 12.0)
+            }
+        );
+        assert_eq!(out[1].ts, ist(9, 20));
+    }
+
+    #[test]
+    fn live_close_on_last_source_bar() {
+        let coarse = session(300);
+        let mut r = Resampler::new(1);
+        let p = r
+            .push(&coarse, &bar(ist(9, 18), 1.0, 1.0, 1.0, 1.0), ist(9, 19))
+            .unwrap();
+        assert_eq!(p, Pushed::default());
+        let p = r
+            .push(&coarse, &bar(ist(9, 19), 2.0, 2.0, 2.0, 2.0), ist(9, 20))
+            .unwrap();
+        assert_eq!(p.closed_after.unwrap().close, 2.0);
+        assert!(r.current().is_none());
+    }
+
+    #[test]
+    fn unsorted_and_out_of_session_are_errors() {
+        let src = [
+            bar(ist(9, 20), 1.0, 1.0, 1.0, 1.0),
+            bar(ist(9, 15), 1.0, 1.0, 1.0, 1.0),
+        ];
+        assert!(matches!(
+            resample_bars(&src, &session(300)),
+            Err(CoreError::NotSorted(_))
+        ));
+        let src = [bar(ist(8, 0), 1.0, 1.0, 1.0, 1.0)];
+        assert!(resample_bars(&src, &session(300)).is_err());
+    }
+}
