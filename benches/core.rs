@@ -2,7 +2,12 @@
 //! resampling and bar building at 1e5 and 1e6 rows, and per-tick state updates.
 //! Run with `cargo bench --bench core`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mental_trader_core::bars::{build_bars, BarBuilder, VolumeMode};

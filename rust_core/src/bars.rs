@@ -87,7 +87,7 @@ pub fn check_tick(price: f64, qty: f64) -> CoreResult<()> {
             "price must be finite and > 0, got {price}"
         )));
     }
-    if !(qty >= 0.0 && qty < f64::INFINITY) {
+    if !(0.0..f64::INFINITY).contains(&qty) {
         return Err(CoreError::OutOfRange(format!(
             "qty must be finite and >= 0, got {qty}"
         )));

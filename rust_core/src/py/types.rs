@@ -81,6 +81,7 @@ impl PyBar {
     }
 
     /// The bar as a dict with the same keys as `build_bars` columns.
+    #[allow(clippy::wrong_self_convention)] // pymethods take &self
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let b = &self.0;
         let d = PyDict::new(py);
