@@ -17,7 +17,10 @@ Conventions:
       ``[session_start, session_end)`` local time are dropped. No bar is made for a bucket
       without ticks. Open/close are the first/last tick by arrival order.
     * A tick older than its symbol's open (or last closed) bucket is *late*: dropped and
-      counted, it never changes a closed bar. Dropped ticks change nothing else either.
+      counted, it never changes a closed bar. In the streaming classes a tick is also late
+      when its bucket ended more than ``grace_ms`` before the latest ``on_time(now_ns)``:
+      the clock already closed that bucket, even if it had no bar. Dropped ticks change
+      nothing else.
     * ``volume_mode="trade"``: each tick carries its traded quantity; bar volume is the sum.
       ``volume_mode="cumulative"``: each tick carries the day's cumulative volume (as Kite
       sends it); bar volume is the last cumulative in the bar minus the last cumulative
@@ -42,6 +45,7 @@ __all__ = [
     "Ema",
     "Engine",
     "PanicException",
+    "__version__",
     "build_bars",
     "crossovers",
     "ema",
@@ -60,8 +64,8 @@ class Bar:
     Frozen; compares and hashes by value. ``ts`` is the bucket start (ns, UTC).
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         symbol: int,
         ts: int,
         open: float,
@@ -70,7 +74,7 @@ class Bar:
         close: float,
         volume: float,
         ticks: int,
-    ) -> None: ...
+    ) -> Bar: ...
     @property
     def symbol(self) -> int: ...
     @property
@@ -89,7 +93,7 @@ class Bar:
     def ticks(self) -> int: ...
     def to_dict(self) -> dict[str, int | float]:
         """The bar as a dict with the same keys as ``build_bars`` columns."""
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
@@ -103,7 +107,7 @@ class Ema:
         InvalidInputError: ``period < 1``.
     """
 
-    def __init__(self, period: int) -> None: ...
+    def __new__(cls, period: int) -> Ema: ...
     @property
     def period(self) -> int: ...
     @property
@@ -132,7 +136,7 @@ class Ema:
         Raises:
             InvalidInputError: missing key or inconsistent values.
         """
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
 
 def ema(
     values: NDArray[np.float64], period: int, out: NDArray[np.float64] | None = None
@@ -217,8 +221,8 @@ class BarBuilder:
             its bucket end, leaving time for delayed ticks.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         timeframe_s: int = 60,
         *,
         session_start: str | None = "09:15",
@@ -226,7 +230,7 @@ class BarBuilder:
         utc_offset_minutes: int = 330,
         volume_mode: str = "trade",
         grace_ms: int = 1000,
-    ) -> None: ...
+    ) -> BarBuilder: ...
     @property
     def timeframe_s(self) -> int: ...
     @property
@@ -268,7 +272,7 @@ class BarEvent:
     def ema_slow(self) -> float | None: ...
     @property
     def cross(self) -> int: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
 
 @final
 class Engine:
@@ -287,8 +291,8 @@ class Engine:
             :class:`BarBuilder`.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         timeframe_s: int = 60,
         confirm_timeframe_s: int = 300,
         fast: int = 8,
@@ -299,7 +303,7 @@ class Engine:
         utc_offset_minutes: int = 330,
         volume_mode: str = "trade",
         grace_ms: int = 1000,
-    ) -> None: ...
+    ) -> Engine: ...
     @property
     def timeframe_s(self) -> int: ...
     @property

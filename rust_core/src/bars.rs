@@ -7,7 +7,8 @@
 //! - open/close are the first/last tick by arrival; ticks within the open bucket may arrive
 //!   out of order;
 //! - a tick whose bucket is older than (or equal to an already closed) bucket of its symbol is
-//!   late: dropped and counted, it never changes a closed bar;
+//!   late: dropped and counted, it never changes a closed bar; so is a tick whose bucket the
+//!   clock already closed (`on_time` passed its end plus the grace), even if it had no bar;
 //! - a dropped tick changes nothing (closes no bar, leaves the cumulative baseline alone);
 //! - volume `trade`: sum of quantities; `cumulative`: sum of increments of the day's
 //!   cumulative volume, the baseline being 0 at the start of each local day and a decrease
@@ -185,7 +186,8 @@ impl SymbolBars {
         }
     }
 
-    /// Consume one tick whose price and quantity were already checked.
+    /// Consume one tick whose price and quantity were already checked. Buckets ending before
+    /// `horizon_ns` were closed by the clock: their ticks are late.
     ///
     /// # Errors
     /// Timestamp out of range (nothing changed).
@@ -197,6 +199,7 @@ impl SymbolBars {
         ts_ns: i64,
         price: f64,
         qty: f64,
+        horizon_ns: i64,
     ) -> CoreResult<TickOutcome> {
         if ts_ns >= self.open_start && ts_ns < self.open_end {
             let vol = self.volume_of(mode, qty);
@@ -208,7 +211,7 @@ impl SymbolBars {
             bar.ticks += 1;
             return Ok(TickOutcome::Updated);
         }
-        self.on_tick_slow(session, mode, ts_ns, price, qty)
+        self.on_tick_slow(session, mode, ts_ns, price, qty, horizon_ns)
     }
 
     #[inline(never)]
@@ -219,11 +222,12 @@ impl SymbolBars {
         ts_ns: i64,
         price: f64,
         qty: f64,
+        horizon_ns: i64,
     ) -> CoreResult<TickOutcome> {
         let Some(bucket) = session.bucket(ts_ns)? else {
             return Ok(TickOutcome::OutOfSession);
         };
-        if bucket.start_ns <= self.last_start {
+        if bucket.start_ns <= self.last_start || bucket.end_ns < horizon_ns {
             return Ok(TickOutcome::Late);
         }
         let closed = self.close();
@@ -390,6 +394,8 @@ pub struct BarBuilder {
     index: SymbolIndex,
     states: Vec<SymbolBars>,
     dropped: Dropped,
+    /// `now - grace` of the latest `on_time`: buckets ending before it are closed.
+    horizon_ns: i64,
 }
 
 impl BarBuilder {
@@ -410,6 +416,7 @@ impl BarBuilder {
             index: SymbolIndex::default(),
             states: Vec::new(),
             dropped: Dropped::default(),
+            horizon_ns: i64::MIN,
         })
     }
 
@@ -440,7 +447,8 @@ impl BarBuilder {
             .states
             .get_mut(idx)
             .ok_or_else(|| CoreError::invalid("internal: symbol index out of range"))?;
-        let outcome = state.on_tick(&self.session, self.mode, ts_ns, price, qty)?;
+        let outcome =
+            state.on_tick(&self.session, self.mode, ts_ns, price, qty, self.horizon_ns)?;
         self.dropped.count(&outcome);
         Ok(match outcome {
             TickOutcome::Opened(closed) => closed,
@@ -451,6 +459,7 @@ impl BarBuilder {
     /// Close the bars whose bucket ended more than the grace before `now_ns`.
     pub fn on_time(&mut self, now_ns: i64) -> Vec<Bar> {
         let grace = self.grace_ns;
+        self.horizon_ns = self.horizon_ns.max(now_ns.saturating_sub(grace));
         let mut out: Vec<Bar> = self
             .states
             .iter_mut()
@@ -542,7 +551,9 @@ pub fn build_bars(
             };
             check_tick(p, q).map_err(|e| at_index(e, i))?;
             check_ts(t).map_err(|e| at_index(e, i))?;
-            if let TickOutcome::Opened(Some(bar)) = state.on_tick(session, mode, t, p, q)? {
+            if let TickOutcome::Opened(Some(bar)) =
+                state.on_tick(session, mode, t, p, q, i64::MIN)?
+            {
                 bars.push(bar);
             }
             i += 1;

@@ -142,6 +142,8 @@ pub struct Engine {
     index: SymbolIndex,
     syms: Vec<SymbolEngine>,
     dropped: Dropped,
+    /// `now - grace` of the latest `on_time`: buckets ending before it are closed.
+    horizon_ns: i64,
 }
 
 /// Snapshot header: format name and version.
@@ -152,6 +154,7 @@ struct Snapshot {
     config: EngineConfig,
     syms: Vec<SymbolEngine>,
     dropped: Dropped,
+    horizon_ns: i64,
 }
 
 impl Engine {
@@ -202,6 +205,7 @@ impl Engine {
             index: SymbolIndex::default(),
             syms: Vec::new(),
             dropped: Dropped::default(),
+            horizon_ns: i64::MIN,
         })
     }
 
@@ -249,7 +253,10 @@ impl Engine {
             .syms
             .get_mut(idx)
             .ok_or_else(|| CoreError::invalid("internal: symbol index out of range"))?;
-        match st.bars.on_tick(&sh.primary, sh.mode, ts_ns, price, qty)? {
+        match st
+            .bars
+            .on_tick(&sh.primary, sh.mode, ts_ns, price, qty, self.horizon_ns)?
+        {
             TickOutcome::Updated => Ok(()),
             outcome @ (TickOutcome::OutOfSession | TickOutcome::Late) => {
                 self.dropped.count(&outcome);
@@ -272,6 +279,7 @@ impl Engine {
     /// Only on an internal inconsistency (never for a valid engine).
     pub fn on_time(&mut self, now_ns: i64, out: &mut Vec<Event>) -> CoreResult<()> {
         let sh = &self.shared;
+        self.horizon_ns = self.horizon_ns.max(now_ns.saturating_sub(sh.grace_ns));
         for st in &mut self.syms {
             if let Some(bar) = st.bars.close_if_due(now_ns, sh.grace_ns) {
                 st.primary_closed(sh, bar, out)?;
@@ -356,6 +364,7 @@ impl Engine {
             config: self.config.clone(),
             syms: self.syms.clone(),
             dropped: self.dropped,
+            horizon_ns: self.horizon_ns,
         };
         let mut bytes = SNAPSHOT_MAGIC.to_vec();
         let body = postcard::to_allocvec(&snap)
@@ -396,6 +405,7 @@ impl Engine {
             engine.syms.push(st);
         }
         engine.dropped = snap.dropped;
+        engine.horizon_ns = snap.horizon_ns;
         Ok(engine)
     }
 }
@@ -492,6 +502,24 @@ mod tests {
         for cut in 0..bytes.len() {
             let _ = Engine::from_snapshot(&bytes[..cut]);
         }
+    }
+
+    #[test]
+    fn tick_in_a_bucket_the_clock_closed_is_late() {
+        let mut c = config();
+        c.grace_ms = 0;
+        let mut e = Engine::try_new(c).unwrap();
+        let mut out = Vec::new();
+        e.on_tick(0, ist(9, 15, 10), 10.0, 1.0, &mut out).unwrap();
+        e.on_time(ist(9, 21, 0), &mut out).unwrap();
+        assert_eq!(out.len(), 2); // 09:15 primary + 09:15-09:20 confirm
+        out.clear();
+        e.on_tick(0, ist(9, 17, 10), 11.0, 1.0, &mut out).unwrap();
+        assert!(out.is_empty());
+        assert_eq!(e.dropped().late, 1);
+        e.on_tick(0, ist(9, 21, 10), 12.0, 1.0, &mut out).unwrap();
+        e.flush(&mut out).unwrap();
+        assert_eq!(out.len(), 2); // 09:21 primary + 09:20-09:25 confirm
     }
 
     #[test]

@@ -121,3 +121,23 @@ pub fn bars_to_dict<'py>(
     d.set_item("ticks", col_i(|b| b.ticks))?;
     Ok(d)
 }
+
+/// An integer argument that must fit in int64. Out of range, it raises `InvalidInputError`
+/// (a `ValueError`) instead of PyO3's `OverflowError`; the happy path costs what `i64` does.
+#[derive(Debug, Clone, Copy)]
+pub struct Int(pub i64);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Int {
+    type Error = PyErr;
+
+    #[inline]
+    fn extract(obj: pyo3::Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match obj.extract::<i64>() {
+            Ok(v) => Ok(Self(v)),
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(obj.py()) => Err(
+                invalid(format!("integer {} does not fit in int64", obj.as_any())),
+            ),
+            Err(e) => Err(e),
+        }
+    }
+}

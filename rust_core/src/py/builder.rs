@@ -3,7 +3,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::arrays::session_spec;
+use super::arrays::{session_spec, Int};
 use super::types::PyBar;
 use crate::bars::{BarBuilder, Dropped, VolumeMode};
 use crate::error::CoreError;
@@ -45,7 +45,7 @@ impl PyBarBuilder {
         timeframe_s = 60, *, session_start = Some("09:15".to_owned()),
         session_end = Some("15:30".to_owned()), utc_offset_minutes = 330,
         volume_mode = "trade", grace_ms = 1000
-    ))]
+    ), text_signature = "(timeframe_s=60, *, session_start='09:15', session_end='15:30', utc_offset_minutes=330, volume_mode='trade', grace_ms=1000)")]
     fn new(
         timeframe_s: i64,
         session_start: Option<String>,
@@ -78,7 +78,8 @@ impl PyBarBuilder {
     }
 
     /// Consume one tick; the bar it closed, if any.
-    fn on_tick(&mut self, symbol: i64, ts_ns: i64, price: f64, qty: f64) -> PyResult<Vec<PyBar>> {
+    fn on_tick(&mut self, symbol: Int, ts_ns: Int, price: f64, qty: f64) -> PyResult<Vec<PyBar>> {
+        let (symbol, ts_ns) = (symbol.0, ts_ns.0);
         Ok(self
             .inner
             .on_tick(symbol, ts_ns, price, qty)?
@@ -88,7 +89,8 @@ impl PyBarBuilder {
     }
 
     /// Close bars whose bucket ended more than grace_ms before now_ns.
-    fn on_time(&mut self, now_ns: i64) -> Vec<PyBar> {
+    fn on_time(&mut self, now_ns: Int) -> Vec<PyBar> {
+        let now_ns = now_ns.0;
         wrap(self.inner.on_time(now_ns))
     }
 
@@ -98,7 +100,8 @@ impl PyBarBuilder {
     }
 
     /// The symbol's open bar, if any.
-    fn current(&self, symbol: i64) -> Option<PyBar> {
+    fn current(&self, symbol: Int) -> Option<PyBar> {
+        let symbol = symbol.0;
         self.inner.current(symbol).map(PyBar)
     }
 }

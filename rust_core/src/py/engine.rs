@@ -4,7 +4,7 @@ use numpy::PyArray1;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use super::arrays::{detached, f64_array, i64_array, invalid, slice};
+use super::arrays::{detached, f64_array, i64_array, invalid, slice, Int};
 use super::builder::dropped_dict;
 use super::types::PyBar;
 use crate::bars::VolumeMode;
@@ -120,7 +120,7 @@ impl PyEngine {
         timeframe_s = 60, confirm_timeframe_s = 300, fast = 8, slow = 21, *,
         session_start = Some("09:15".to_owned()), session_end = Some("15:30".to_owned()),
         utc_offset_minutes = 330, volume_mode = "trade", grace_ms = 1000
-    ))]
+    ), text_signature = "(timeframe_s=60, confirm_timeframe_s=300, fast=8, slow=21, *, session_start='09:15', session_end='15:30', utc_offset_minutes=330, volume_mode='trade', grace_ms=1000)")]
     fn new(
         timeframe_s: i64,
         confirm_timeframe_s: i64,
@@ -182,11 +182,12 @@ impl PyEngine {
     fn on_tick<'py>(
         &mut self,
         py: Python<'py>,
-        symbol: i64,
-        ts_ns: i64,
+        symbol: Int,
+        ts_ns: Int,
         price: f64,
         qty: f64,
     ) -> PyResult<Option<Bound<'py, PyList>>> {
+        let (symbol, ts_ns) = (symbol.0, ts_ns.0);
         let res = self.inner.on_tick(symbol, ts_ns, price, qty, &mut self.buf);
         if let Err(e) = res {
             self.buf.clear();
@@ -199,8 +200,9 @@ impl PyEngine {
     fn on_time<'py>(
         &mut self,
         py: Python<'py>,
-        now_ns: i64,
+        now_ns: Int,
     ) -> PyResult<Option<Bound<'py, PyList>>> {
+        let now_ns = now_ns.0;
         let res = self.inner.on_time(now_ns, &mut self.buf);
         if let Err(e) = res {
             self.buf.clear();

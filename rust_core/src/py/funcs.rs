@@ -4,7 +4,9 @@ use numpy::{PyArray1, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::arrays::{bars_to_dict, detached, f64_array, i64_array, invalid, session_spec, slice};
+use super::arrays::{
+    bars_to_dict, detached, f64_array, i64_array, invalid, session_spec, slice, Int,
+};
 use crate::bars::{self, Bar, VolumeMode};
 use crate::cross::crossovers_into;
 use crate::ema::ema_into;
@@ -23,10 +25,10 @@ fn period_u64(period: i64) -> PyResult<u64> {
 pub fn ema_py<'py>(
     py: Python<'py>,
     values: &Bound<'py, PyAny>,
-    period: i64,
+    period: Int,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let period = period_u64(period)?;
+    let period = period_u64(period.0)?;
     let x = f64_array("values", values)?;
     let xs = slice("values", &x)?;
     match out {
@@ -97,7 +99,7 @@ pub fn crossovers_py<'py>(
 #[pyo3(signature = (
     ts_ns, price, qty, *, timeframe_s = 60, symbol = None, session_start = Some("09:15".to_owned()),
     session_end = Some("15:30".to_owned()), utc_offset_minutes = 330, volume_mode = "trade"
-))]
+), text_signature = "(ts_ns, price, qty, *, timeframe_s=60, symbol=None, session_start='09:15', session_end='15:30', utc_offset_minutes=330, volume_mode='trade')")]
 pub fn build_bars_py<'py>(
     py: Python<'py>,
     ts_ns: &Bound<'py, PyAny>,
@@ -205,7 +207,7 @@ fn bars_from_mapping(py: Python<'_>, bars: &Bound<'_, PyAny>) -> PyResult<(Vec<B
 #[pyo3(signature = (
     bars, timeframe_s, *, session_start = Some("09:15".to_owned()),
     session_end = Some("15:30".to_owned()), utc_offset_minutes = 330
-))]
+), text_signature = "(bars, timeframe_s, *, session_start='09:15', session_end='15:30', utc_offset_minutes=330)")]
 pub fn resample_bars_py<'py>(
     py: Python<'py>,
     bars: &Bound<'py, PyAny>,

@@ -6,7 +6,7 @@ use std::hash::{Hash, Hasher};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyMapping};
 
-use super::arrays::invalid;
+use super::arrays::{invalid, Int};
 use crate::bars::Bar;
 use crate::ema::{Ema, EmaState};
 
@@ -135,7 +135,8 @@ fn state_field<T: for<'a, 'py> FromPyObject<'a, 'py>>(
 #[pymethods]
 impl PyEma {
     #[new]
-    fn new(period: i64) -> PyResult<Self> {
+    fn new(period: Int) -> PyResult<Self> {
+        let period = period.0;
         let period = u64::try_from(period)
             .map_err(|_| invalid(format!("invalid period: period must be >= 1, got {period}")))?;
         Ok(Self(Ema::try_new(period)?))
