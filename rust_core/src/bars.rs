@@ -73,7 +73,7 @@ const MAX_FINITE_BITS: u64 = 0x7FEF_FFFF_FFFF_FFFF;
 /// True when price is finite and > 0 and qty is finite and >= 0 (+0.0; a -0.0 quantity takes
 /// the slow path, where [`check_tick`] accepts it). Two integer compares, no float branches.
 #[inline(always)]
-fn is_valid_tick(price: f64, qty: f64) -> bool {
+pub fn is_valid_tick(price: f64, qty: f64) -> bool {
     (price.to_bits().wrapping_sub(1) < MAX_FINITE_BITS) & (qty.to_bits() <= MAX_FINITE_BITS)
 }
 
@@ -186,6 +186,23 @@ impl SymbolBars {
         }
     }
 
+    /// The common case of [`SymbolBars::on_tick`]: a tick inside the open bucket updates the
+    /// bar and returns true; anything else returns false and changes nothing.
+    #[inline(always)]
+    pub fn try_update(&mut self, mode: VolumeMode, ts_ns: i64, price: f64, qty: f64) -> bool {
+        if ts_ns >= self.open_start && ts_ns < self.open_end {
+            let vol = self.volume_of(mode, qty);
+            let bar = &mut self.bar;
+            bar.high = bar.high.max(price);
+            bar.low = bar.low.min(price);
+            bar.close = price;
+            bar.volume += vol;
+            bar.ticks += 1;
+            return true;
+        }
+        false
+    }
+
     /// Consume one tick whose price and quantity were already checked. Buckets ending before
     /// `horizon_ns` were closed by the clock: their ticks are late.
     ///
@@ -201,14 +218,7 @@ impl SymbolBars {
         qty: f64,
         horizon_ns: i64,
     ) -> CoreResult<TickOutcome> {
-        if ts_ns >= self.open_start && ts_ns < self.open_end {
-            let vol = self.volume_of(mode, qty);
-            let bar = &mut self.bar;
-            bar.high = bar.high.max(price);
-            bar.low = bar.low.min(price);
-            bar.close = price;
-            bar.volume += vol;
-            bar.ticks += 1;
+        if self.try_update(mode, ts_ns, price, qty) {
             return Ok(TickOutcome::Updated);
         }
         self.on_tick_slow(session, mode, ts_ns, price, qty, horizon_ns)
@@ -370,18 +380,24 @@ impl SymbolIndex {
                 return (i, false);
             }
         }
-        let mut is_new = false;
-        let idx = *self.map.entry(symbol).or_insert_with(|| {
-            is_new = true;
-            next
-        });
+        // `get` first: `entry` would pay for a capacity check on every tick.
+        let (idx, is_new) = if let Some(&idx) = self.map.get(&symbol) {
+            (idx, false)
+        } else {
+            self.map.insert(symbol, next);
+            (next, true)
+        };
         self.last = Some((symbol, idx));
         (idx, is_new)
     }
 
     /// Index of an existing symbol.
+    #[inline]
     pub fn get(&self, symbol: i64) -> Option<usize> {
-        self.map.get(&symbol).copied()
+        match self.last {
+            Some((s, i)) if s == symbol => Some(i),
+            _ => self.map.get(&symbol).copied(),
+        }
     }
 }
 

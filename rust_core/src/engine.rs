@@ -8,7 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::bars::{check_tick, Bar, Dropped, SymbolBars, SymbolIndex, TickOutcome, VolumeMode};
+use crate::bars::{
+    check_tick, is_valid_tick, Bar, Dropped, SymbolBars, SymbolIndex, TickOutcome, VolumeMode,
+};
 use crate::cross::Cross;
 use crate::ema::Ema;
 use crate::error::{CoreError, CoreResult};
@@ -230,6 +232,27 @@ impl Engine {
     /// Bad price, quantity or timestamp; the state is unchanged.
     #[inline]
     pub fn on_tick(
+        &mut self,
+        symbol: i64,
+        ts_ns: i64,
+        price: f64,
+        qty: f64,
+        out: &mut Vec<Event>,
+    ) -> CoreResult<()> {
+        // The common tick (valid, known symbol, inside its open bucket) stays on this short
+        // path, small enough to inline into the Python wrapper; everything else is out of line.
+        if is_valid_tick(price, qty) {
+            if let Some(st) = self.index.get(symbol).and_then(|i| self.syms.get_mut(i)) {
+                if st.bars.try_update(self.shared.mode, ts_ns, price, qty) {
+                    return Ok(());
+                }
+            }
+        }
+        self.on_tick_slow(symbol, ts_ns, price, qty, out)
+    }
+
+    #[inline(never)]
+    fn on_tick_slow(
         &mut self,
         symbol: i64,
         ts_ns: i64,
