@@ -25,6 +25,11 @@ fn opt(v: f64) -> Option<f64> {
     (!v.is_nan()).then_some(v)
 }
 
+/// A float as Python's repr shows it; NaN (undefined) as None.
+fn py_float(v: f64) -> String {
+    opt(v).map_or_else(|| "None".to_owned(), |v| format!("{v:?}"))
+}
+
 #[pymethods]
 impl PyBarEvent {
     #[getter]
@@ -59,15 +64,15 @@ impl PyBarEvent {
     fn __repr__(&self) -> String {
         let e = &self.0;
         format!(
-            "BarEvent(symbol={}, timeframe_s={}, is_confirm={}, ts={}, close={}, ema_fast={:?}, \
-             ema_slow={:?}, cross={})",
+            "BarEvent(symbol={}, timeframe_s={}, is_confirm={}, ts={}, close={:?}, ema_fast={}, \
+             ema_slow={}, cross={})",
             e.bar.symbol,
             e.timeframe_s,
             if e.is_confirm { "True" } else { "False" },
             e.bar.ts,
             e.bar.close,
-            opt(e.ema_fast),
-            opt(e.ema_slow),
+            py_float(e.ema_fast),
+            py_float(e.ema_slow),
             e.cross
         )
     }

@@ -109,7 +109,7 @@ impl PyBar {
     fn __repr__(&self) -> String {
         let b = &self.0;
         format!(
-            "Bar(symbol={}, ts={}, open={}, high={}, low={}, close={}, volume={}, ticks={})",
+            "Bar(symbol={}, ts={}, open={:?}, high={:?}, low={:?}, close={:?}, volume={:?}, ticks={})",
             b.symbol, b.ts, b.open, b.high, b.low, b.close, b.volume, b.ticks
         )
     }
