@@ -508,6 +508,21 @@ pub fn sort_bars(bars: &mut [Bar]) {
     bars.sort_unstable_by_key(|b| (b.ts, b.symbol));
 }
 
+/// Merge per-symbol bar sequences (each already in ts order) into (ts, symbol) order.
+///
+/// Concatenated in ascending symbol order, the sequences are the natural runs of one array;
+/// a stable sort by ts merges those few runs (O(n log k) for k symbols) and breaks ts ties
+/// by the concatenation order, i.e. by symbol.
+pub fn merge_by_symbol(mut per_symbol: Vec<Vec<Bar>>) -> Vec<Bar> {
+    per_symbol.sort_unstable_by_key(|v| v.first().map_or(i64::MIN, |b| b.symbol));
+    let mut out: Vec<Bar> = Vec::with_capacity(per_symbol.iter().map(Vec::len).sum());
+    for v in per_symbol {
+        out.extend(v);
+    }
+    out.sort_by_key(|b| b.ts);
+    out
+}
+
 /// Add ` (tick index i)` to an error from the per-tick path.
 fn at_index(e: CoreError, i: usize) -> CoreError {
     match e {
@@ -543,13 +558,29 @@ pub fn build_bars(
     let mut bars = Vec::with_capacity(n / 64 + 16);
     if let Some(symbol) = symbol {
         let mut builder = BarBuilder::try_new(*session, mode, 0)?;
+        // Closed bars per symbol (same index as the builder's states), merged at the end.
+        let mut per_symbol: Vec<Vec<Bar>> = Vec::new();
         for (i, (((&t, &p), &q), &s)) in ts_ns.iter().zip(price).zip(qty).zip(symbol).enumerate() {
+            // Common tick: known symbol, inside its open bucket (the fast path of on_tick).
+            if is_valid_tick(p, q) {
+                let open = builder.index.get(s).and_then(|k| builder.states.get_mut(k));
+                if open.is_some_and(|st| st.try_update(mode, t, p, q)) {
+                    continue;
+                }
+            }
             if let Some(bar) = builder.on_tick(s, t, p, q).map_err(|e| at_index(e, i))? {
-                bars.push(bar);
+                let k = builder.index.get(s).unwrap_or(0);
+                per_symbol.resize_with(builder.states.len(), Vec::new);
+                if let Some(v) = per_symbol.get_mut(k) {
+                    v.push(bar);
+                }
             }
         }
-        bars.extend(builder.flush());
-        sort_bars(&mut bars);
+        per_symbol.resize_with(builder.states.len(), Vec::new);
+        for (v, st) in per_symbol.iter_mut().zip(builder.states.iter_mut()) {
+            v.extend(st.close());
+        }
+        bars = merge_by_symbol(per_symbol);
     } else {
         // One symbol: drive the per-symbol machine directly (no lookup).
         // Runs of ticks in the open bucket go through `absorb_run`, the rest through

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::bars::{sort_bars, Bar};
+use crate::bars::{merge_by_symbol, Bar};
 use crate::error::{CoreError, CoreResult};
 use crate::session::Session;
 
@@ -67,6 +67,24 @@ impl Resampler {
     /// The source bar is outside the session, or not after the previous source bar of this
     /// symbol. Nothing changes then.
     pub fn push(&mut self, coarse: &Session, src: &Bar, src_end_ns: i64) -> CoreResult<Pushed> {
+        // Common case: the source bar falls in the open coarse bucket (no bucket arithmetic).
+        if self.is_open
+            && src.ts > self.last_src_ts
+            && src.ts >= self.bar.ts
+            && src.ts < self.open_end
+        {
+            self.last_src_ts = src.ts;
+            self.absorb(src);
+            let closed_after = if src_end_ns >= self.open_end {
+                self.close()
+            } else {
+                None
+            };
+            return Ok(Pushed {
+                closed_before: None,
+                closed_after,
+            });
+        }
         if src.ts <= self.last_src_ts {
             return Err(CoreError::NotSorted(format!(
                 "bars of symbol {} are not in ascending ts order: {} after {}",
@@ -91,12 +109,7 @@ impl Resampler {
         self.last_src_ts = src.ts;
         let mut pushed = Pushed::default();
         if self.is_open && bucket.start_ns == self.bar.ts {
-            let b = &mut self.bar;
-            b.high = b.high.max(src.high);
-            b.low = b.low.min(src.low);
-            b.close = src.close;
-            b.volume += src.volume;
-            b.ticks += src.ticks;
+            self.absorb(src);
         } else {
             pushed.closed_before = self.close();
             self.bar = Bar {
@@ -111,6 +124,33 @@ impl Resampler {
             pushed.closed_after = self.close();
         }
         Ok(pushed)
+    }
+
+    /// The common case of [`Resampler::push`] in batch: a source bar in the open coarse
+    /// bucket is absorbed (no bucket arithmetic) and true returned; otherwise nothing changes.
+    /// It never closes the bar early, so it is for batch use (`src_end_ns = i64::MIN`).
+    #[inline]
+    pub fn try_absorb(&mut self, src: &Bar) -> bool {
+        if self.is_open
+            && src.ts > self.last_src_ts
+            && src.ts >= self.bar.ts
+            && src.ts < self.open_end
+        {
+            self.last_src_ts = src.ts;
+            self.absorb(src);
+            return true;
+        }
+        false
+    }
+
+    #[inline]
+    fn absorb(&mut self, src: &Bar) {
+        let b = &mut self.bar;
+        b.high = b.high.max(src.high);
+        b.low = b.low.min(src.low);
+        b.close = src.close;
+        b.volume += src.volume;
+        b.ticks = b.ticks.saturating_add(src.ticks);
     }
 
     /// Close the open coarse bar, if any.
@@ -142,29 +182,167 @@ impl Resampler {
     }
 }
 
-/// Batch resampling; output ordered by (ts, symbol).
+/// Bar columns as borrowed slices (all the same length; `symbol` optional).
+#[derive(Debug, Clone, Copy)]
+pub struct BarColumns<'a> {
+    pub ts: &'a [i64],
+    pub symbol: Option<&'a [i64]>,
+    pub open: &'a [f64],
+    pub high: &'a [f64],
+    pub low: &'a [f64],
+    pub close: &'a [f64],
+    pub volume: &'a [f64],
+    pub ticks: &'a [i64],
+}
+
+impl BarColumns<'_> {
+    /// Number of rows.
+    ///
+    /// # Errors
+    /// The columns differ in length.
+    pub fn checked_len(&self) -> CoreResult<usize> {
+        let n = self.ts.len();
+        let lens = [
+            self.open.len(),
+            self.high.len(),
+            self.low.len(),
+            self.close.len(),
+            self.volume.len(),
+            self.ticks.len(),
+        ];
+        for len in lens.into_iter().chain(self.symbol.map(<[i64]>::len)) {
+            if len != n {
+                return Err(CoreError::LengthMismatch {
+                    left: n,
+                    right: len,
+                });
+            }
+        }
+        Ok(n)
+    }
+
+    /// The rows in order, as bars (symbol 0 without a symbol column). Zipped slices, so the
+    /// loop carries no per-column bounds checks.
+    pub fn rows(&self) -> impl Iterator<Item = Bar> + '_ {
+        let missing = if self.symbol.is_none() {
+            self.ts.len()
+        } else {
+            0
+        };
+        let symbols = self
+            .symbol
+            .into_iter()
+            .flat_map(|s| s.iter().copied())
+            .chain(std::iter::repeat_n(0, missing));
+        self.ts
+            .iter()
+            .zip(symbols)
+            .zip(self.open.iter().zip(self.high))
+            .zip(self.low.iter().zip(self.close))
+            .zip(self.volume.iter().zip(self.ticks))
+            .map(
+                |((((&ts, symbol), (&open, &high)), (&low, &close)), (&volume, &ticks))| Bar {
+                    symbol,
+                    ts,
+                    open,
+                    high,
+                    low,
+                    close,
+                    volume,
+                    ticks,
+                },
+            )
+    }
+
+    /// Row `i` as a bar (symbol 0 without a symbol column).
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<Bar> {
+        Some(Bar {
+            symbol: match self.symbol {
+                Some(s) => *s.get(i)?,
+                None => 0,
+            },
+            ts: *self.ts.get(i)?,
+            open: *self.open.get(i)?,
+            high: *self.high.get(i)?,
+            low: *self.low.get(i)?,
+            close: *self.close.get(i)?,
+            volume: *self.volume.get(i)?,
+            ticks: *self.ticks.get(i)?,
+        })
+    }
+}
+
+/// Batch resampling of bar columns; output ordered by (ts, symbol).
+///
+/// # Errors
+/// Columns of different lengths, a bar outside the session, or bars of a symbol out of order.
+pub fn resample_columns(cols: &BarColumns<'_>, coarse: &Session) -> CoreResult<Vec<Bar>> {
+    let n = cols.checked_len()?;
+    let mut index = crate::bars::SymbolIndex::default();
+    let mut states: Vec<Resampler> = Vec::new();
+    if cols.symbol.is_none() {
+        let mut single = Resampler::new(0);
+        let mut out = Vec::with_capacity(n / 2 + 16);
+        for src in cols.rows() {
+            if !single.try_absorb(&src) {
+                let pushed = single.push(coarse, &src, i64::MIN)?;
+                out.extend(pushed.closed_before);
+                out.extend(pushed.closed_after);
+            }
+        }
+        out.extend(single.close());
+        return Ok(out);
+    }
+    // Closed bars per symbol (same index as `states`), merged into (ts, symbol) order.
+    let mut per_symbol: Vec<Vec<Bar>> = Vec::new();
+    for src in cols.rows() {
+        let (idx, is_new) = index.get_or_insert(src.symbol, states.len());
+        if is_new {
+            states.push(Resampler::new(src.symbol));
+            per_symbol.push(Vec::new());
+        }
+        let (Some(state), Some(out)) = (states.get_mut(idx), per_symbol.get_mut(idx)) else {
+            return Err(CoreError::invalid("internal: symbol index out of range"));
+        };
+        if !state.try_absorb(&src) {
+            let pushed = state.push(coarse, &src, i64::MIN)?;
+            out.extend(pushed.closed_before);
+            out.extend(pushed.closed_after);
+        }
+    }
+    for (out, state) in per_symbol.iter_mut().zip(states.iter_mut()) {
+        out.extend(state.close());
+    }
+    Ok(merge_by_symbol(per_symbol))
+}
+
+/// Batch resampling of bars; output ordered by (ts, symbol).
 ///
 /// # Errors
 /// A bar outside the session, or bars of a symbol out of order.
 pub fn resample_bars(bars: &[Bar], coarse: &Session) -> CoreResult<Vec<Bar>> {
-    let mut index = crate::bars::SymbolIndex::default();
-    let mut states: Vec<Resampler> = Vec::new();
-    let mut out = Vec::with_capacity(bars.len() / 2 + 16);
-    for src in bars {
-        let (idx, is_new) = index.get_or_insert(src.symbol, states.len());
-        if is_new {
-            states.push(Resampler::new(src.symbol));
-        }
-        let state = states
-            .get_mut(idx)
-            .ok_or_else(|| CoreError::invalid("internal: symbol index out of range"))?;
-        let pushed = state.push(coarse, src, i64::MIN)?;
-        out.extend(pushed.closed_before);
-        out.extend(pushed.closed_after);
-    }
-    out.extend(states.iter_mut().filter_map(Resampler::close));
-    sort_bars(&mut out);
-    Ok(out)
+    let col_i = |f: fn(&Bar) -> i64| bars.iter().map(f).collect::<Vec<i64>>();
+    let col_f = |f: fn(&Bar) -> f64| bars.iter().map(f).collect::<Vec<f64>>();
+    let (ts, symbol, ticks) = (col_i(|b| b.ts), col_i(|b| b.symbol), col_i(|b| b.ticks));
+    let (open, high, low, close, volume) = (
+        col_f(|b| b.open),
+        col_f(|b| b.high),
+        col_f(|b| b.low),
+        col_f(|b| b.close),
+        col_f(|b| b.volume),
+    );
+    let cols = BarColumns {
+        ts: &ts,
+        symbol: Some(&symbol),
+        open: &open,
+        high: &high,
+        low: &low,
+        close: &close,
+        volume: &volume,
+        ticks: &ticks,
+    };
+    resample_columns(&cols, coarse)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use pyo3::types::PyDict;
 use super::arrays::{
     bars_to_dict, detached, f64_array, i64_array, invalid, session_spec, slice, Int,
 };
-use crate::bars::{self, Bar, VolumeMode};
+use crate::bars::{self, VolumeMode};
 use crate::cross::crossovers_into;
 use crate::ema::ema_into;
 use crate::error::CoreError;
@@ -129,79 +129,6 @@ pub fn build_bars_py<'py>(
     bars_to_dict(py, &bars, ss.is_some())
 }
 
-/// Read the bar columns of a mapping into bars.
-fn bars_from_mapping(py: Python<'_>, bars: &Bound<'_, PyAny>) -> PyResult<(Vec<Bar>, bool)> {
-    let col = |key: &str| -> PyResult<Bound<'_, PyAny>> {
-        bars.get_item(key)
-            .map_err(|_| invalid(format!("bars: missing column {key:?}")))
-    };
-    let has_symbol = bars.contains("symbol").unwrap_or(false);
-    let (ts, open, high, low, close, volume, ticks) = (
-        col("ts")?,
-        col("open")?,
-        col("high")?,
-        col("low")?,
-        col("close")?,
-        col("volume")?,
-        col("ticks")?,
-    );
-    let ts = i64_array("bars['ts']", &ts)?;
-    let ticks = i64_array("bars['ticks']", &ticks)?;
-    let open = f64_array("bars['open']", &open)?;
-    let high = f64_array("bars['high']", &high)?;
-    let low = f64_array("bars['low']", &low)?;
-    let close = f64_array("bars['close']", &close)?;
-    let volume = f64_array("bars['volume']", &volume)?;
-    let symbol = if has_symbol {
-        Some(i64_array("bars['symbol']", &col("symbol")?)?)
-    } else {
-        None
-    };
-    let t = slice("ts", &ts)?;
-    let n = t.len();
-    let cols_f = [
-        slice("open", &open)?,
-        slice("high", &high)?,
-        slice("low", &low)?,
-        slice("close", &close)?,
-        slice("volume", &volume)?,
-    ];
-    let k = slice("ticks", &ticks)?;
-    let s = symbol.as_ref().map(|a| slice("symbol", a)).transpose()?;
-    for len in cols_f
-        .iter()
-        .map(|c| c.len())
-        .chain([k.len()])
-        .chain(s.map(<[i64]>::len))
-    {
-        if len != n {
-            return Err(CoreError::LengthMismatch {
-                left: n,
-                right: len,
-            }
-            .into());
-        }
-    }
-    let [o, h, l, c, v] = cols_f;
-    let out = py.detach(|| {
-        (0..n)
-            .filter_map(|i| {
-                Some(Bar {
-                    symbol: s.map_or(Some(0), |s| s.get(i).copied())?,
-                    ts: *t.get(i)?,
-                    open: *o.get(i)?,
-                    high: *h.get(i)?,
-                    low: *l.get(i)?,
-                    close: *c.get(i)?,
-                    volume: *v.get(i)?,
-                    ticks: *k.get(i)?,
-                })
-            })
-            .collect::<Vec<Bar>>()
-    });
-    Ok((out, has_symbol))
-}
-
 /// Finer bars -> coarser bars (see `_core.pyi`).
 #[pyfunction(name = "resample_bars")]
 #[pyo3(signature = (
@@ -222,7 +149,44 @@ pub fn resample_bars_py<'py>(
         session_end,
         utc_offset_minutes,
     ))?;
-    let (src, has_symbol) = bars_from_mapping(py, bars)?;
-    let out = detached(py, || resample::resample_bars(&src, &coarse))?;
+    let col = |key: &str| -> PyResult<Bound<'_, PyAny>> {
+        bars.get_item(key)
+            .map_err(|_| invalid(format!("bars: missing column {key:?}")))
+    };
+    let has_symbol = bars.contains("symbol").unwrap_or(false);
+    let (ts, ticks) = (col("ts")?, col("ticks")?);
+    let (open, high, low, close, volume) = (
+        col("open")?,
+        col("high")?,
+        col("low")?,
+        col("close")?,
+        col("volume")?,
+    );
+    let ts = i64_array("bars['ts']", &ts)?;
+    let ticks = i64_array("bars['ticks']", &ticks)?;
+    let open = f64_array("bars['open']", &open)?;
+    let high = f64_array("bars['high']", &high)?;
+    let low = f64_array("bars['low']", &low)?;
+    let close = f64_array("bars['close']", &close)?;
+    let volume = f64_array("bars['volume']", &volume)?;
+    let symbol = if has_symbol {
+        Some(i64_array("bars['symbol']", &col("symbol")?)?)
+    } else {
+        None
+    };
+    let cols = resample::BarColumns {
+        ts: slice("bars['ts']", &ts)?,
+        symbol: symbol
+            .as_ref()
+            .map(|a| slice("bars['symbol']", a))
+            .transpose()?,
+        open: slice("bars['open']", &open)?,
+        high: slice("bars['high']", &high)?,
+        low: slice("bars['low']", &low)?,
+        close: slice("bars['close']", &close)?,
+        volume: slice("bars['volume']", &volume)?,
+        ticks: slice("bars['ticks']", &ticks)?,
+    };
+    let out = detached(py, || resample::resample_columns(&cols, &coarse))?;
     bars_to_dict(py, &out, has_symbol)
 }
