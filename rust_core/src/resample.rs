@@ -253,24 +253,6 @@ impl BarColumns<'_> {
                 },
             )
     }
-
-    /// Row `i` as a bar (symbol 0 without a symbol column).
-    #[inline]
-    pub fn get(&self, i: usize) -> Option<Bar> {
-        Some(Bar {
-            symbol: match self.symbol {
-                Some(s) => *s.get(i)?,
-                None => 0,
-            },
-            ts: *self.ts.get(i)?,
-            open: *self.open.get(i)?,
-            high: *self.high.get(i)?,
-            low: *self.low.get(i)?,
-            close: *self.close.get(i)?,
-            volume: *self.volume.get(i)?,
-            ticks: *self.ticks.get(i)?,
-        })
-    }
 }
 
 /// Batch resampling of bar columns; output ordered by (ts, symbol).

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from mental_trader.core import BarBuilder, Ema, Engine, build_bars, crossovers, ema, resample_bars
 from mental_trader.errors import InvalidInputError, MentalTraderError, PanicException
 

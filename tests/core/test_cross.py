@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from mental_trader.core import crossovers
 from numpy.typing import NDArray
+
+from mental_trader.core import crossovers
 
 from ._reference import ref_crossovers
 

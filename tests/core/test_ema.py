@@ -10,9 +10,10 @@ import pytest
 import talib
 from hypothesis import given
 from hypothesis import strategies as st
+from numpy.typing import NDArray
+
 from mental_trader.core import Ema, ema
 from mental_trader.errors import InvalidInputError
-from numpy.typing import NDArray
 
 from ._reference import ref_ema
 

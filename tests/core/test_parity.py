@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
-from mental_trader.core import Bar, BarBuilder, Ema, build_bars, ema
 from numpy.typing import NDArray
+
+from mental_trader.core import Bar, BarBuilder, Ema, build_bars, ema
 
 from ._data import sessions, tick_streams, volume_modes
 from ._reference import RefBar, columns_to_bars, ref_ema

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from mental_trader.core import build_bars, resample_bars
 
 from ._data import Ticks, sessions, tick_streams, volume_modes
