@@ -89,13 +89,16 @@ class Target:
         return ns_per_el <= self.value
 
 
-# (group, reference impl) -> target; applies to every "ours*" impl of the group.
+# (group, reference impl) -> target; applies to every "ours*" impl of the group. on_tick has
+# two pure-Python references (a careful one with a fast path, and the naive one a typical
+# user writes); the ">= 5x faster than pure Python" is reported against both.
 TARGETS: dict[tuple[str, str], Target] = {
     ("ema", "talib.EMA"): Target("max_ratio", 1.25),
     ("build_bars/1sym", "polars"): Target("min_speedup", 1.5),
     ("build_bars/50sym", "pandas"): Target("min_speedup", 5.0),
     ("on_tick/20sym", "bare call floor"): Target("max_ratio", 3.0),
-    ("on_tick/20sym", "pure Python"): Target("min_speedup", 5.0),
+    ("on_tick/20sym", "pure Python (fast path)"): Target("min_speedup", 5.0),
+    ("on_tick/20sym", "pure Python (naive)"): Target("min_speedup", 5.0),
     ("resample/1m->5m", "polars"): Target("min_speedup", 5.0),
 }
 # group -> absolute target on ours, per element (on_tick: per tick, loop included).

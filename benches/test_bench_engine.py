@@ -3,9 +3,12 @@
 Per tick: ``on_tick = eng.on_tick; for t in ticks: on_tick(*t)`` over (symbol, ts_ns, price,
 qty) tuples of 20 interleaved symbols, a new Engine per round, against the bare Python call
 floor (the same loop calling ``"".format``, a C function that ignores its arguments; ``max``
-is shown too, but its mixed int/float comparisons are far from free) and against a plain
-pure-Python pipeline (session-anchored 1-minute bars, two EMAs and a cross check on each
-closed bar; ours also keeps 5-minute confirm bars and their EMAs).
+is shown too, but its mixed int/float comparisons are far from free) and against two
+pure-Python pipelines doing the same primary work (session-anchored 1-minute bars, two EMAs
+and a cross check on each closed bar; ours also keeps 5-minute confirm bars and their EMAs):
+"pure Python (fast path)", a careful one that handles a tick inside its symbol's open bar
+with two comparisons, and "pure Python (naive)", what a typical user writes, which derives
+the bar of every tick from its timestamp.
 
 Batch: ``Engine(...).on_ticks(ts, price, qty, symbol, flush=True)`` on 50 interleaved
 symbols against the same pipeline in polars and in pandas (1m bars, EMA 8/21 per symbol
@@ -14,7 +17,7 @@ with ``adjust=False``, crosses, 5m confirm bars with their EMAs and crosses).
 Quick: ``pytest benches/test_bench_engine.py --benchmark-only`` (250,000 ticks per loop
 round, 1,000,000 in batch); full: ``MT_BENCH_SCALE=full pytest benches --benchmark-only``.
 Targets (issue 2): on_tick <= 40 ns/tick, <= 3x the bare call floor, >= 5x faster than
-pure Python.
+pure Python (reported against both pure-Python pipelines).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ CONFIRM_S = 300
 FAST = 8
 SLOW = 21
 Tick = tuple[int, int, float, float]
+PURE_FAST = "pure Python (fast path)"
+PURE_NAIVE = "pure Python (naive)"
 
 
 # --------------------------------------------------------------------------- pure Python
@@ -70,7 +75,7 @@ class _SymbolState:
 
 
 class PurePythonPipeline:
-    """What a user would write in plain Python: ticks -> session-anchored bars -> EMAs -> cross.
+    """A careful pure-Python pipeline: ticks -> session-anchored bars -> EMAs -> cross.
 
     The common tick (inside its symbol's open bucket) takes a fast path of two comparisons
     and the OHLCV update. ``on_tick`` returns None, or ``(symbol, bar_ts, open, high, low,
@@ -145,6 +150,109 @@ class PurePythonPipeline:
         return (*bar, st.fast, st.slow, cross)
 
 
+class Ema:
+    """An EMA seeded with the simple average of its first ``period`` inputs (None until then)."""
+
+    def __init__(self, period: int) -> None:
+        self.period = period
+        self.alpha = 2.0 / (period + 1)
+        self.count = 0
+        self.total = 0.0
+        self.value: float | None = None
+
+    def update(self, x: float) -> float | None:
+        self.count += 1
+        if self.count < self.period:
+            self.total += x
+            return None
+        if self.value is None:  # the period-th input: seed with the simple average
+            self.value = (self.total + x) / self.period
+        else:
+            self.value += self.alpha * (x - self.value)
+        return self.value
+
+
+class SymbolBars:
+    """The open bar, the two EMAs and the last fast-minus-slow of one symbol."""
+
+    def __init__(self, fast: int, slow: int) -> None:
+        self.bucket = -1  # start of the open bar (UTC ns); none yet
+        self.open = self.high = self.low = self.close = self.volume = 0.0
+        self.ticks = 0
+        self.ema_fast = Ema(fast)
+        self.ema_slow = Ema(slow)
+        self.last_diff: float | None = None
+
+
+class NaivePythonPipeline:
+    """What a typical user writes in plain Python: the same work as :class:`PurePythonPipeline`,
+    but every tick derives its bar from its timestamp and compares it with the open one.
+
+    ``on_tick`` returns None, or the same tuple as :meth:`PurePythonPipeline.on_tick` for the
+    bar a later tick closed (with None for an EMA that is not seeded yet).
+    """
+
+    def __init__(self, timeframe_s: int = TIMEFRAME_S, fast: int = FAST, slow: int = SLOW) -> None:
+        self.timeframe_ns = timeframe_s * benchlib.NS
+        self.session_start_ns = benchlib.SESSION_START_S * benchlib.NS
+        self.session_end_ns = benchlib.SESSION_END_S * benchlib.NS
+        self.utc_offset_ns = benchlib.UTC_OFFSET_MIN * 60 * benchlib.NS
+        self.fast = fast
+        self.slow = slow
+        self.symbols: dict[int, SymbolBars] = {}
+        self.dropped = 0
+
+    def on_tick(self, symbol: int, ts: int, price: float, qty: float) -> tuple[Any, ...] | None:
+        # Local (IST) day and time of day of the tick.
+        day, time_of_day = divmod(ts + self.utc_offset_ns, benchlib.DAY_NS)
+        if time_of_day < self.session_start_ns or time_of_day >= self.session_end_ns:
+            self.dropped += 1  # out of session
+            return None
+        # Bars are anchored at the session open; back to UTC for the bar's timestamp.
+        bar_index = (time_of_day - self.session_start_ns) // self.timeframe_ns
+        local_start = day * benchlib.DAY_NS + self.session_start_ns + bar_index * self.timeframe_ns
+        bucket = local_start - self.utc_offset_ns
+
+        bars = self.symbols.get(symbol)
+        if bars is None:
+            bars = SymbolBars(self.fast, self.slow)
+            self.symbols[symbol] = bars
+
+        if bucket == bars.bucket:  # same bar: update it
+            bars.high = max(bars.high, price)
+            bars.low = min(bars.low, price)
+            bars.close = price
+            bars.volume += qty
+            bars.ticks += 1
+            return None
+        if bucket < bars.bucket:
+            self.dropped += 1  # late
+            return None
+
+        event = self.close_bar(symbol, bars) if bars.ticks > 0 else None
+        bars.bucket = bucket
+        bars.open = bars.high = bars.low = bars.close = price
+        bars.volume = qty
+        bars.ticks = 1
+        return event
+
+    def close_bar(self, symbol: int, bars: SymbolBars) -> tuple[Any, ...]:
+        fast = bars.ema_fast.update(bars.close)
+        slow = bars.ema_slow.update(bars.close)
+        cross = 0
+        if fast is not None and slow is not None:
+            diff = fast - slow
+            prev = bars.last_diff
+            if prev is not None:
+                if diff > 0 and prev <= 0:
+                    cross = 1
+                elif diff < 0 and prev >= 0:
+                    cross = -1
+            bars.last_diff = diff
+        bar = (symbol, bars.bucket, bars.open, bars.high, bars.low, bars.close, bars.volume)
+        return (*bar, bars.ticks, fast, slow, cross)
+
+
 def drive(on_tick: Callable[..., Any], ticks: list[Tick]) -> None:
     """The timed loop, identical for every contender."""
     for t in ticks:
@@ -174,7 +282,8 @@ LOOP_CONTENDERS: dict[str, Callable[[], Callable[..., Any]]] = {
     "bare call floor": lambda: "".format,
     # For reference only: comparing a 61-bit int with floats makes ``max`` far from free.
     "max(*t)": lambda: max,
-    "pure Python": lambda: PurePythonPipeline().on_tick,
+    PURE_FAST: lambda: PurePythonPipeline().on_tick,
+    PURE_NAIVE: lambda: NaivePythonPipeline().on_tick,
 }
 
 
@@ -199,6 +308,8 @@ def test_on_tick(
     )
     if impl == "ours" and block == 0:
         check_same_primary_work(tick_tuples)
+    if impl == PURE_NAIVE and block == 0:
+        check_naive_matches_fast_path(tick_tuples)
 
 
 def check_same_primary_work(tick_tuples: list[Tick]) -> None:
@@ -222,6 +333,31 @@ def check_same_primary_work(tick_tuples: list[Tick]) -> None:
         assert a[:4] == b[:4]
         assert a[6] == b[6]
         for x, y in zip(a[4:6], b[4:6], strict=True):
+            assert (x is None and y is None) or math.isclose(x, y, rel_tol=1e-9)
+
+
+def _closed_bars(on_tick: Callable[..., Any], tick_tuples: list[Tick]) -> list[tuple[Any, ...]]:
+    """The events of a pure-Python pipeline, with None for an EMA not seeded yet."""
+    events = []
+    for t in tick_tuples:
+        event = on_tick(*t)
+        if event is not None:
+            fast, slow = (None if v is None or math.isnan(v) else v for v in event[8:10])
+            events.append((*event[:8], fast, slow, event[10]))
+    return events
+
+
+def check_naive_matches_fast_path(tick_tuples: list[Tick]) -> None:
+    """Not timed: the naive pipeline closes the same bars, with the same EMAs and crosses."""
+    fast_path, naive = PurePythonPipeline(), NaivePythonPipeline()
+    expected = _closed_bars(fast_path.on_tick, tick_tuples)
+    got = _closed_bars(naive.on_tick, tick_tuples)
+    assert len(got) == len(expected) > 0
+    assert naive.dropped == fast_path.dropped
+    for a, b in zip(got, expected, strict=True):
+        assert a[:8] == b[:8]
+        assert a[10] == b[10]
+        for x, y in zip(a[8:10], b[8:10], strict=True):
             assert (x is None and y is None) or math.isclose(x, y, rel_tol=1e-9)
 
 

@@ -364,40 +364,79 @@ impl Dropped {
     }
 }
 
-/// Maps symbol ids to dense indices, with a one-entry cache for runs of one symbol.
+/// Symbol ids below this use a direct table (`DIRECT_LIMIT` u32 slots at most, 256 KiB);
+/// larger or negative ids (raw exchange tokens) go through a hash map.
+const DIRECT_LIMIT: usize = 1 << 16;
+const ABSENT: u32 = u32::MAX;
+
+/// Maps symbol ids to dense indices. Small non-negative ids (the service maps instruments
+/// to 0..N) are a single table load; any other id is a hash lookup.
 #[derive(Debug, Clone, Default)]
 pub struct SymbolIndex {
+    direct: Vec<u32>,
     map: FxHashMap<i64, usize>,
-    last: Option<(i64, usize)>,
 }
 
 impl SymbolIndex {
     /// Index of `symbol`, and whether it is new (then it gets `next`).
     #[inline(always)]
     pub fn get_or_insert(&mut self, symbol: i64, next: usize) -> (usize, bool) {
-        if let Some((s, i)) = self.last {
-            if s == symbol {
-                return (i, false);
+        if let Some(idx) = self.get(symbol) {
+            return (idx, false);
+        }
+        match usize::try_from(symbol) {
+            Ok(slot) if slot < DIRECT_LIMIT && next < ABSENT as usize => {
+                if slot >= self.direct.len() {
+                    self.direct
+                        .resize((slot + 1).next_power_of_two().min(DIRECT_LIMIT), ABSENT);
+                }
+                if let Some(cell) = self.direct.get_mut(slot) {
+                    *cell = next as u32;
+                }
+            }
+            _ => {
+                self.map.insert(symbol, next);
             }
         }
-        // `get` first: `entry` would pay for a capacity check on every tick.
-        let (idx, is_new) = if let Some(&idx) = self.map.get(&symbol) {
-            (idx, false)
-        } else {
-            self.map.insert(symbol, next);
-            (next, true)
-        };
-        self.last = Some((symbol, idx));
-        (idx, is_new)
+        (next, true)
     }
 
     /// Index of an existing symbol.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, symbol: i64) -> Option<usize> {
-        match self.last {
-            Some((s, i)) if s == symbol => Some(i),
+        match usize::try_from(symbol) {
+            Ok(slot) if slot < DIRECT_LIMIT => match self.direct.get(slot) {
+                Some(&idx) if idx != ABSENT => Some(idx as usize),
+                _ => None,
+            },
             _ => self.map.get(&symbol).copied(),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod index_tests {
+    use super::SymbolIndex;
+
+    #[test]
+    fn small_large_and_negative_ids() {
+        let mut ix = SymbolIndex::default();
+        for (n, sym) in [5_i64, 738_561, -3, 0, 65_535, 65_536]
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(ix.get_or_insert(sym, n), (n, true));
+        }
+        for (n, sym) in [5_i64, 738_561, -3, 0, 65_535, 65_536]
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(ix.get(sym), Some(n));
+            assert_eq!(ix.get_or_insert(sym, 99), (n, false));
+        }
+        assert_eq!(ix.get(6), None);
+        assert_eq!(ix.get(i64::MIN), None);
     }
 }
 
