@@ -28,6 +28,9 @@ Conventions:
     * EMA: alpha = 2/(n+1); the first n-1 outputs are undefined (NaN / None); output n-1
       is the SMA of the first n inputs; then ``ema = ema + alpha*(x - ema)``, matching
       TA-Lib and TradingView. Non-finite input is an error.
+    * Symbols are int64 ids. Small non-negative ids (below 65536) are looked up in a direct
+      table, so the service maps its instruments to 0..N; any other id (a raw exchange
+      token) works through a hash map, a little slower.
     * Crossover at i: +1 when fast[i] > slow[i] and fast[i-1] <= slow[i-1]; -1 when
       fast[i] < slow[i] and fast[i-1] >= slow[i-1]; 0 otherwise or where any input is NaN.
 """

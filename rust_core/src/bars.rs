@@ -34,6 +34,22 @@ pub struct Bar {
     pub ticks: i64,
 }
 
+impl Bar {
+    /// A placeholder for a symbol's state before its first bar (never emitted).
+    pub fn empty(symbol: i64) -> Self {
+        Self {
+            symbol,
+            ts: 0,
+            open: f64::NAN,
+            high: f64::NAN,
+            low: f64::NAN,
+            close: f64::NAN,
+            volume: 0.0,
+            ticks: 0,
+        }
+    }
+}
+
 /// How a tick's quantity is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VolumeMode {
@@ -130,16 +146,7 @@ impl SymbolBars {
     /// Empty state for `symbol`.
     pub fn new(symbol: i64) -> Self {
         Self {
-            bar: Bar {
-                symbol,
-                ts: 0,
-                open: f64::NAN,
-                high: f64::NAN,
-                low: f64::NAN,
-                close: f64::NAN,
-                volume: 0.0,
-                ticks: 0,
-            },
+            bar: Bar::empty(symbol),
             is_open: false,
             open_start: i64::MAX,
             open_end: i64::MIN,
@@ -549,17 +556,34 @@ pub fn sort_bars(bars: &mut [Bar]) {
 
 /// Merge per-symbol bar sequences (each already in ts order) into (ts, symbol) order.
 ///
-/// Concatenated in ascending symbol order, the sequences are the natural runs of one array;
-/// a stable sort by ts merges those few runs (O(n log k) for k symbols) and breaks ts ties
-/// by the concatenation order, i.e. by symbol.
+/// Sorting 64-byte bars moves a lot of memory, so the merge sorts 16-byte keys instead:
+/// (ts, rank of the symbol, position) packed in a u128 whose order is the wanted order.
+/// Built list by list, the keys form one ascending run per symbol, which the stable sort
+/// detects and merges (O(n log k) for k symbols); the bars are then gathered once.
 pub fn merge_by_symbol(mut per_symbol: Vec<Vec<Bar>>) -> Vec<Bar> {
-    per_symbol.sort_unstable_by_key(|v| v.first().map_or(i64::MIN, |b| b.symbol));
-    let mut out: Vec<Bar> = Vec::with_capacity(per_symbol.iter().map(Vec::len).sum());
-    for v in per_symbol {
-        out.extend(v);
+    per_symbol.retain(|v| !v.is_empty());
+    if per_symbol.len() <= 1 {
+        return per_symbol.pop().unwrap_or_default();
     }
-    out.sort_by_key(|b| b.ts);
-    out
+    per_symbol.sort_unstable_by_key(|v| v.first().map_or(i64::MIN, |b| b.symbol));
+    let total: usize = per_symbol.iter().map(Vec::len).sum();
+    let mut keys: Vec<u128> = Vec::with_capacity(total);
+    for (rank, bars) in per_symbol.iter().enumerate() {
+        for (pos, b) in bars.iter().enumerate() {
+            // Flipping the sign bit makes i64 order equal unsigned order.
+            let ts = u128::from((b.ts as u64) ^ (1 << 63));
+            keys.push(ts << 64 | (rank as u128) << 32 | pos as u128);
+        }
+    }
+    // Stable on purpose: it finds the per-symbol runs and merges them.
+    #[allow(clippy::stable_sort_primitive)]
+    keys.sort();
+    keys.iter()
+        .filter_map(|k| {
+            let (rank, pos) = ((k >> 32) as u32 as usize, *k as u32 as usize);
+            per_symbol.get(rank)?.get(pos).copied()
+        })
+        .collect()
 }
 
 /// Add ` (tick index i)` to an error from the per-tick path.

@@ -38,16 +38,7 @@ impl Resampler {
     /// Empty state for `symbol`.
     pub fn new(symbol: i64) -> Self {
         Self {
-            bar: Bar {
-                symbol,
-                ts: 0,
-                open: f64::NAN,
-                high: f64::NAN,
-                low: f64::NAN,
-                close: f64::NAN,
-                volume: 0.0,
-                ticks: 0,
-            },
+            bar: Bar::empty(symbol),
             is_open: false,
             open_end: i64::MIN,
             last_start: i64::MIN,
