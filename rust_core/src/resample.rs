@@ -212,19 +212,12 @@ impl BarColumns<'_> {
         Ok(n)
     }
 
-    /// The rows in order, as bars (symbol 0 without a symbol column). Zipped slices, so the
-    /// loop carries no per-column bounds checks.
-    pub fn rows(&self) -> impl Iterator<Item = Bar> + '_ {
-        let missing = if self.symbol.is_none() {
-            self.ts.len()
-        } else {
-            0
-        };
-        let symbols = self
-            .symbol
-            .into_iter()
-            .flat_map(|s| s.iter().copied())
-            .chain(std::iter::repeat_n(0, missing));
+    /// The rows in order, as bars with the given symbols. Zipped slices, so the loop carries
+    /// no per-column bounds checks; generic so each symbol source gets its own tight loop.
+    fn rows_with<'s, S>(&'s self, symbols: S) -> impl Iterator<Item = Bar> + 's
+    where
+        S: Iterator<Item = i64> + 's,
+    {
         self.ts
             .iter()
             .zip(symbols)
@@ -254,10 +247,10 @@ pub fn resample_columns(cols: &BarColumns<'_>, coarse: &Session) -> CoreResult<V
     let n = cols.checked_len()?;
     let mut index = crate::bars::SymbolIndex::default();
     let mut states: Vec<Resampler> = Vec::new();
-    if cols.symbol.is_none() {
+    let Some(symbols) = cols.symbol else {
         let mut single = Resampler::new(0);
         let mut out = Vec::with_capacity(n / 2 + 16);
-        for src in cols.rows() {
+        for src in cols.rows_with(std::iter::repeat(0)) {
             if !single.try_absorb(&src) {
                 let pushed = single.push(coarse, &src, i64::MIN)?;
                 out.extend(pushed.closed_before);
@@ -266,10 +259,10 @@ pub fn resample_columns(cols: &BarColumns<'_>, coarse: &Session) -> CoreResult<V
         }
         out.extend(single.close());
         return Ok(out);
-    }
+    };
     // Closed bars per symbol (same index as `states`), merged into (ts, symbol) order.
     let mut per_symbol: Vec<Vec<Bar>> = Vec::new();
-    for src in cols.rows() {
+    for src in cols.rows_with(symbols.iter().copied()) {
         let (idx, is_new) = index.get_or_insert(src.symbol, states.len());
         if is_new {
             states.push(Resampler::new(src.symbol));
