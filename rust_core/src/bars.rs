@@ -18,7 +18,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, CoreResult};
-use crate::session::{check_ts, Session};
+use crate::session::{check_ts, Bucket, Session};
 
 /// One OHLCV bar.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -137,6 +137,8 @@ pub struct SymbolBars {
     /// Start and end of the open or last closed bucket (i64::MIN before the first tick).
     last_start: i64,
     last_end: i64,
+    /// Where the day of the last bucket stops (see [`Bucket::close_ns`]).
+    last_close: i64,
     /// Local day of `last_start`, and the last cumulative volume seen that day.
     cum_day: i64,
     cum_last: f64,
@@ -152,6 +154,7 @@ impl SymbolBars {
             open_end: i64::MIN,
             last_start: i64::MIN,
             last_end: i64::MIN,
+            last_close: i64::MIN,
             cum_day: i64::MIN,
             cum_last: 0.0,
         }
@@ -241,7 +244,17 @@ impl SymbolBars {
         qty: f64,
         horizon_ns: i64,
     ) -> CoreResult<TickOutcome> {
-        let Some(bucket) = session.bucket(ts_ns)? else {
+        let prev = Bucket {
+            start_ns: self.last_start,
+            end_ns: self.last_end,
+            day: self.cum_day,
+            close_ns: self.last_close,
+        };
+        let found = match session.next_bucket(&prev, ts_ns) {
+            Some(next) => Some(next),
+            None => session.bucket(ts_ns)?,
+        };
+        let Some(bucket) = found else {
             return Ok(TickOutcome::OutOfSession);
         };
         if bucket.start_ns <= self.last_start || bucket.end_ns < horizon_ns {
@@ -268,6 +281,7 @@ impl SymbolBars {
         self.open_end = bucket.end_ns;
         self.last_start = bucket.start_ns;
         self.last_end = bucket.end_ns;
+        self.last_close = bucket.close_ns;
         Ok(TickOutcome::Opened(closed))
     }
 

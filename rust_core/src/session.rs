@@ -30,6 +30,9 @@ pub struct Bucket {
     pub end_ns: i64,
     /// Local calendar day number (days since 1970-01-01 in exchange time).
     pub day: i64,
+    /// Where that day's buckets stop (ns UTC): the session close, or the next local midnight
+    /// without a session.
+    pub close_ns: i64,
 }
 
 /// Raw session arguments exactly as the user gave them (kept for snapshots and reprs).
@@ -166,11 +169,33 @@ impl Session {
             }
         };
         let midnight_utc = day * DAY_NS - self.offset_ns;
+        let close_tod = self.window.map_or(DAY_NS, |(_, close)| close);
         Ok(Some(Bucket {
             start_ns: midnight_utc + start_tod,
             end_ns: midnight_utc + end_tod,
             day,
+            close_ns: midnight_utc + close_tod,
         }))
+    }
+
+    /// The bucket right after `prev` when `ts_ns` falls in it, found without division (the
+    /// common case of a bar change); None when `ts_ns` is anywhere else or `prev` was the
+    /// day's last bucket. Equal to [`Session::bucket`] whenever it returns Some.
+    #[inline]
+    pub fn next_bucket(&self, prev: &Bucket, ts_ns: i64) -> Option<Bucket> {
+        if ts_ns < prev.end_ns || prev.end_ns >= prev.close_ns {
+            return None;
+        }
+        let end_ns = prev
+            .end_ns
+            .saturating_add(self.timeframe_ns)
+            .min(prev.close_ns);
+        (ts_ns < end_ns).then_some(Bucket {
+            start_ns: prev.end_ns,
+            end_ns,
+            day: prev.day,
+            close_ns: prev.close_ns,
+        })
     }
 }
 
@@ -277,6 +302,31 @@ mod tests {
         assert!(Session::try_new(&s).is_err());
         assert!(Session::try_new(&spec(60, Some("00:00"), Some("24:00"))).is_ok());
         assert!(Session::try_new(&spec(60, Some("09:15:30"), Some("15:30:00"))).is_ok());
+    }
+
+    #[test]
+    fn next_bucket_matches_bucket() {
+        for (tf, start, end) in [
+            (60, Some("09:15"), Some("15:30")),
+            (3600, Some("09:15"), Some("15:30")),
+            (420, None, None),
+        ] {
+            let s = Session::try_new(&spec(tf, start, end)).unwrap();
+            let mut ts = ist(0, 0) - 3 * DAY_NS;
+            let mut prev: Option<Bucket> = None;
+            while ts < ist(0, 0) + 2 * DAY_NS {
+                let full = s.bucket(ts).unwrap();
+                if let (Some(p), Some(f)) = (prev, full) {
+                    if let Some(n) = s.next_bucket(&p, ts) {
+                        assert_eq!(n, f, "tf={tf} ts={ts}");
+                    }
+                }
+                if full.is_some() {
+                    prev = full;
+                }
+                ts += 17 * SECOND_NS + 123;
+            }
+        }
     }
 
     #[test]
