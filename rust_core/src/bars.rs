@@ -207,7 +207,7 @@ impl SymbolBars {
             bar.low = bar.low.min(price);
             bar.close = price;
             bar.volume += vol;
-            bar.ticks += 1;
+            bar.ticks = bar.ticks.saturating_add(1);
             return true;
         }
         false
@@ -340,9 +340,60 @@ impl SymbolBars {
         bar.low = low;
         bar.close = close;
         bar.volume = volume;
-        bar.ticks += consumed as i64;
+        bar.ticks = bar.ticks.saturating_add(consumed as i64);
         self.cum_last = cum_last;
         consumed
+    }
+
+    /// Check the invariants of a state restored from a snapshot against `session`.
+    ///
+    /// # Errors
+    /// The state could not have been produced by this session's ticks.
+    pub fn validate(&self, session: &Session) -> CoreResult<()> {
+        let bad = |what: &str| {
+            Err(CoreError::invalid(format!(
+                "corrupt engine snapshot: symbol {}: {what}",
+                self.bar.symbol
+            )))
+        };
+        if self.last_start != i64::MIN {
+            let Some(b) = session.bucket(self.last_start)? else {
+                return bad("last bucket outside the session");
+            };
+            let expected = (
+                self.last_start,
+                self.last_end,
+                self.last_close,
+                self.cum_day,
+            );
+            if (b.start_ns, b.end_ns, b.close_ns, b.day) != expected {
+                return bad("last bucket is not a bucket of the session");
+            }
+        } else if self.is_open || self.last_end != i64::MIN || self.last_close != i64::MIN {
+            return bad("bucket fields without a first bucket");
+        }
+        if !(0.0..f64::INFINITY).contains(&self.cum_last) {
+            return bad("cumulative volume out of range");
+        }
+        if self.is_open {
+            let b = &self.bar;
+            let prices_ok = [b.open, b.high, b.low, b.close]
+                .iter()
+                .all(|&p| p > 0.0 && p < f64::INFINITY)
+                && b.low <= b.open.min(b.close)
+                && b.high >= b.open.max(b.close);
+            if (self.open_start, self.open_end) != (self.last_start, self.last_end)
+                || b.ts != self.open_start
+                || !prices_ok
+                || !(0.0..f64::INFINITY).contains(&b.volume)
+                || b.ticks < 1
+            {
+                return bad("inconsistent open bar");
+            }
+        } else if (self.open_start, self.open_end) != (i64::MAX, i64::MIN) {
+            return bad("open range without an open bar");
+        }
+        Ok(())
     }
 
     /// Close the open bar, if any, and return it.
@@ -378,8 +429,12 @@ impl Dropped {
     #[inline(always)]
     pub fn count(&mut self, outcome: &TickOutcome) {
         match outcome {
-            TickOutcome::OutOfSession => self.out_of_session += 1,
-            TickOutcome::Late => self.late += 1,
+            TickOutcome::OutOfSession => {
+                self.out_of_session = self.out_of_session.saturating_add(1);
+            }
+            TickOutcome::Late => {
+                self.late = self.late.saturating_add(1);
+            }
             TickOutcome::Updated | TickOutcome::Opened(_) => {}
         }
     }
@@ -786,6 +841,51 @@ mod tests {
                 (ist(9, 16, 0), 9)
             ]
         );
+    }
+
+    #[test]
+    fn validate_rejects_states_no_tick_stream_makes() {
+        let s = session(60);
+        let mut good = SymbolBars::new(1);
+        good.on_tick(&s, VolumeMode::Trade, ist(9, 15, 0), 10.0, 1.0, i64::MIN)
+            .unwrap();
+        assert!(good.validate(&s).is_ok());
+        assert!(SymbolBars::new(1).validate(&s).is_ok());
+        let mut closed = good.clone();
+        closed.close();
+        assert!(closed.validate(&s).is_ok());
+
+        let mut bad = good.clone();
+        bad.is_open = false; // open range left behind
+        assert!(bad.validate(&s).is_err());
+        let mut bad = good.clone();
+        bad.open_start = i64::MIN;
+        bad.open_end = i64::MAX;
+        assert!(bad.validate(&s).is_err());
+        let mut bad = good.clone();
+        bad.bar.ticks = 0;
+        assert!(bad.validate(&s).is_err());
+        let mut bad = good.clone();
+        bad.bar.low = 11.0; // low above open/close
+        assert!(bad.validate(&s).is_err());
+        let mut bad = good.clone();
+        bad.last_end += 1; // not a bucket of the session
+        bad.open_end += 1;
+        assert!(bad.validate(&s).is_err());
+        let mut bad = good;
+        bad.cum_last = f64::NAN;
+        assert!(bad.validate(&s).is_err());
+    }
+
+    #[test]
+    fn counters_saturate_instead_of_overflowing() {
+        let mut d = Dropped {
+            out_of_session: u64::MAX,
+            late: u64::MAX,
+        };
+        d.count(&TickOutcome::Late);
+        d.count(&TickOutcome::OutOfSession);
+        assert_eq!((d.late, d.out_of_session), (u64::MAX, u64::MAX));
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //!
 //! alpha = 2/(n+1). The first n-1 outputs are undefined (None / NaN); output n-1 is the SMA of
 //! the first n inputs (the TA-Lib / TradingView seed); after that
-//! `ema = (1 - alpha)*ema + alpha*x`, algebraically `ema + alpha*(x - ema)`. This form keeps
-//! one multiply and one add on the loop-carried dependency (TA-Lib's form has three
-//! operations), which is what makes the batch path faster than TA-Lib without FMA or
-//! `-march=native`. Batch and streaming run the very same `step`, so they are bit-identical.
+//! `ema = ema + alpha*(x - ema)`, exactly this form: on a flat price `x - ema` becomes 0 and
+//! the EMA stops moving, while the algebraically equal `(1 - alpha)*ema + alpha*x` keeps
+//! wobbling by an ulp and makes fast and slow "cross" on a flat market. Batch and streaming
+//! run the very same `step`, so they are bit-identical.
 //!
 //! Non-finite input is an error, never silently absorbed.
 
@@ -28,7 +28,6 @@ pub struct EmaState {
 pub struct Ema {
     period: u64,
     alpha: f64,
-    beta: f64,
     count: u64,
     seed_sum: f64,
     value: f64,
@@ -44,8 +43,8 @@ impl PartialEq for Ema {
 }
 
 #[inline(always)]
-fn step(value: f64, x: f64, alpha: f64, beta: f64) -> f64 {
-    beta * value + alpha * x
+fn step(value: f64, x: f64, alpha: f64) -> f64 {
+    value + alpha * (x - value)
 }
 
 fn check_period(period: u64) -> CoreResult<()> {
@@ -68,7 +67,6 @@ impl Ema {
         Ok(Self {
             period,
             alpha,
-            beta: 1.0 - alpha,
             count: 0,
             seed_sum: 0.0,
             value: f64::NAN,
@@ -123,7 +121,7 @@ impl Ema {
     #[inline(always)]
     fn update_finite(&mut self, x: f64) -> Option<f64> {
         if self.count >= self.period {
-            self.value = step(self.value, x, self.alpha, self.beta);
+            self.value = step(self.value, x, self.alpha);
             self.count = self.count.saturating_add(1);
             return Some(self.value);
         }
@@ -208,7 +206,7 @@ impl Ema {
             *o = self.update_finite(v).unwrap_or(f64::NAN);
         }
         // Steady state: the same `step` with the state held in registers.
-        let (alpha, beta) = (self.alpha, self.beta);
+        let alpha = self.alpha;
         let mut value = self.value;
         let mut consumed = 0_u64;
         for (i, (&v, o)) in pairs {
@@ -221,7 +219,7 @@ impl Ema {
                     value: v,
                 });
             }
-            value = step(value, v, alpha, beta);
+            value = step(value, v, alpha);
             *o = value;
             consumed += 1;
         }
@@ -281,7 +279,7 @@ mod tests {
         let out = batch(&[1.0, 2.0, 3.0, 4.0, 5.0], 3);
         assert!(out[0].is_nan() && out[1].is_nan());
         assert_eq!(out[2], 2.0);
-        // alpha = 0.5: 0.5*2 + 0.5*4 = 3, then 0.5*3 + 0.5*5 = 4
+        // alpha = 0.5: 2 + 0.5*(4 - 2) = 3, then 3 + 0.5*(5 - 3) = 4
         assert_eq!(&out[3..], &[3.0, 4.0]);
     }
 
@@ -323,6 +321,23 @@ mod tests {
                 assert_eq!(a.update(*v).unwrap(), b.update(*v).unwrap());
             }
         }
+    }
+
+    #[test]
+    fn flat_price_is_a_fixed_point() {
+        // Seeded away from a flat price, the EMA settles (within an ulp of it, as TA-Lib
+        // does) and then stops moving, so fast and slow cannot cross on a flat market.
+        let mut x = vec![3862.32];
+        x.extend(std::iter::repeat_n(3844.9, 2000));
+        let (fast, slow) = (batch(&x, 8), batch(&x, 21));
+        for out in [&fast, &slow] {
+            let tail = &out[1500..];
+            assert!(tail.iter().all(|v| v.to_bits() == tail[0].to_bits()));
+            assert!((tail[0] - 3844.9).abs() < 1e-9);
+        }
+        let mut flags = vec![0_i8; x.len()];
+        crate::cross::crossovers_into(&fast, &slow, &mut flags).unwrap();
+        assert!(flags.iter().all(|&f| f == 0));
     }
 
     #[test]

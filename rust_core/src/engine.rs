@@ -276,9 +276,14 @@ impl Engine {
             .syms
             .get_mut(idx)
             .ok_or_else(|| CoreError::invalid("internal: symbol index out of range"))?;
+        // A primary bucket inside a confirm bucket already closed (by the clock or by flush)
+        // is closed too: its ticks are late, so a closed confirm bar never changes.
+        let horizon = self
+            .horizon_ns
+            .max(st.confirm.closed_end().saturating_add(1));
         match st
             .bars
-            .on_tick(&sh.primary, sh.mode, ts_ns, price, qty, self.horizon_ns)?
+            .on_tick(&sh.primary, sh.mode, ts_ns, price, qty, horizon)?
         {
             TickOutcome::Updated => Ok(()),
             outcome @ (TickOutcome::OutOfSession | TickOutcome::Late) => {
@@ -406,8 +411,14 @@ impl Engine {
             .ok_or_else(|| {
                 CoreError::invalid("not an engine snapshot of this version (bad header)")
             })?;
-        let snap: Snapshot = postcard::from_bytes(body)
+        let (snap, rest): (Snapshot, &[u8]) = postcard::take_from_bytes(body)
             .map_err(|e| CoreError::invalid(format!("corrupt engine snapshot: {e}")))?;
+        if !rest.is_empty() {
+            return Err(CoreError::invalid(format!(
+                "corrupt engine snapshot: {} unexpected trailing bytes",
+                rest.len()
+            )));
+        }
         let mut engine = Self::try_new(snap.config)?;
         for st in snap.syms {
             let legs = [&st.primary_leg, &st.confirm_leg];
@@ -418,7 +429,14 @@ impl Engine {
                     "corrupt engine snapshot: EMA periods differ from the config",
                 ));
             }
+            st.bars.validate(&engine.shared.primary)?;
+            st.confirm.validate(&engine.shared.confirm)?;
             let symbol = st.bars.symbol();
+            if st.confirm.symbol() != symbol {
+                return Err(CoreError::invalid(
+                    "corrupt engine snapshot: confirm state of another symbol",
+                ));
+            }
             let (_, is_new) = engine.index.get_or_insert(symbol, engine.syms.len());
             if !is_new {
                 return Err(CoreError::invalid(format!(
@@ -543,6 +561,25 @@ mod tests {
         e.on_tick(0, ist(9, 21, 10), 12.0, 1.0, &mut out).unwrap();
         e.flush(&mut out).unwrap();
         assert_eq!(out.len(), 2); // 09:21 primary + 09:20-09:25 confirm
+    }
+
+    #[test]
+    fn ticks_after_flush_in_the_same_confirm_bucket_are_late() {
+        let mut e = Engine::try_new(config()).unwrap();
+        let mut out = Vec::new();
+        e.on_tick(1, ist(9, 15, 0), 10.0, 1.0, &mut out).unwrap();
+        e.flush(&mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        out.clear();
+        for m in 16..19 {
+            e.on_tick(1, ist(9, m, 0), 11.0, 1.0, &mut out).unwrap();
+        }
+        assert!(out.is_empty());
+        assert_eq!(e.dropped().late, 3);
+        e.on_tick(1, ist(9, 20, 0), 12.0, 1.0, &mut out).unwrap();
+        e.flush(&mut out).unwrap();
+        let kinds: Vec<(bool, i64)> = out.iter().map(|ev| (ev.is_confirm, ev.bar.ts)).collect();
+        assert_eq!(kinds, vec![(false, ist(9, 20, 0)), (true, ist(9, 20, 0))]);
     }
 
     #[test]

@@ -46,6 +46,11 @@ impl Resampler {
         }
     }
 
+    /// The symbol id.
+    pub fn symbol(&self) -> i64 {
+        self.bar.symbol
+    }
+
     /// The open coarse bar, if any.
     pub fn current(&self) -> Option<Bar> {
         self.is_open.then_some(self.bar)
@@ -144,6 +149,57 @@ impl Resampler {
         b.ticks = b.ticks.saturating_add(src.ticks);
     }
 
+    /// Check the invariants of a state restored from a snapshot against `coarse`.
+    ///
+    /// # Errors
+    /// The state could not have been produced by source bars of this session.
+    pub fn validate(&self, coarse: &Session) -> CoreResult<()> {
+        let bad = |what: &str| {
+            Err(CoreError::invalid(format!(
+                "corrupt engine snapshot: symbol {}: confirm {what}",
+                self.bar.symbol
+            )))
+        };
+        if self.last_start == i64::MIN {
+            if self.is_open || self.open_end != i64::MIN || self.last_src_ts != i64::MIN {
+                return bad("fields without a first bucket");
+            }
+            return Ok(());
+        }
+        match coarse.bucket(self.last_start)? {
+            Some(b) if b.start_ns == self.last_start && b.end_ns == self.open_end => {}
+            _ => return bad("bucket is not a bucket of the session"),
+        }
+        if self.last_src_ts < self.last_start || self.last_src_ts >= self.open_end {
+            return bad("last source bar outside its bucket");
+        }
+        if self.is_open {
+            let b = &self.bar;
+            let prices_ok = [b.open, b.high, b.low, b.close]
+                .iter()
+                .all(|&p| p > 0.0 && p < f64::INFINITY)
+                && b.low <= b.high;
+            if b.ts != self.last_start
+                || !prices_ok
+                || !(0.0..f64::INFINITY).contains(&b.volume)
+                || b.ticks < 0
+            {
+                return bad("inconsistent open bar");
+            }
+        }
+        Ok(())
+    }
+
+    /// End of the last coarse bucket if it is closed (source bars ending by then are too
+    /// late for it), `i64::MIN` while a coarse bar is open or before the first.
+    pub fn closed_end(&self) -> i64 {
+        if self.is_open {
+            i64::MIN
+        } else {
+            self.open_end
+        }
+    }
+
     /// Close the open coarse bar, if any.
     pub fn close(&mut self) -> Option<Bar> {
         if !self.is_open {
@@ -239,6 +295,30 @@ impl BarColumns<'_> {
     }
 }
 
+/// Reject a source bar no tick stream could have made.
+#[inline]
+fn check_bar(b: &Bar, index: usize) -> CoreResult<()> {
+    let prices_ok = [b.open, b.high, b.low, b.close]
+        .iter()
+        .all(|&p| p > 0.0 && p < f64::INFINITY)
+        && b.low <= b.high;
+    if !prices_ok {
+        return Err(CoreError::OutOfRange(format!(
+            "bar at index {index}: prices must be finite and > 0 with low <= high, got \
+             open={} high={} low={} close={}",
+            b.open, b.high, b.low, b.close
+        )));
+    }
+    if !(0.0..f64::INFINITY).contains(&b.volume) || b.ticks < 0 {
+        return Err(CoreError::OutOfRange(format!(
+            "bar at index {index}: volume must be finite and >= 0 and ticks >= 0, got \
+             volume={} ticks={}",
+            b.volume, b.ticks
+        )));
+    }
+    Ok(())
+}
+
 /// Batch resampling of bar columns; output ordered by (ts, symbol).
 ///
 /// # Errors
@@ -250,7 +330,8 @@ pub fn resample_columns(cols: &BarColumns<'_>, coarse: &Session) -> CoreResult<V
     let Some(symbols) = cols.symbol else {
         let mut single = Resampler::new(0);
         let mut out = Vec::with_capacity(n / 2 + 16);
-        for src in cols.rows_with(std::iter::repeat(0)) {
+        for (i, src) in cols.rows_with(std::iter::repeat(0)).enumerate() {
+            check_bar(&src, i)?;
             if !single.try_absorb(&src) {
                 let pushed = single.push(coarse, &src, i64::MIN)?;
                 out.extend(pushed.closed_before);
@@ -262,7 +343,8 @@ pub fn resample_columns(cols: &BarColumns<'_>, coarse: &Session) -> CoreResult<V
     };
     // Closed bars per symbol (same index as `states`), merged into (ts, symbol) order.
     let mut per_symbol: Vec<Vec<Bar>> = Vec::new();
-    for src in cols.rows_with(symbols.iter().copied()) {
+    for (i, src) in cols.rows_with(symbols.iter().copied()).enumerate() {
+        check_bar(&src, i)?;
         let (idx, is_new) = index.get_or_insert(src.symbol, states.len());
         if is_new {
             states.push(Resampler::new(src.symbol));

@@ -93,7 +93,7 @@ impl Session {
                 spec.timeframe_s
             )));
         }
-        if spec.utc_offset_minutes.abs() >= 24 * 60 {
+        if spec.utc_offset_minutes.unsigned_abs() >= 24 * 60 {
             return Err(CoreError::OutOfRange(format!(
                 "utc_offset_minutes must be within +/-1439, got {}",
                 spec.utc_offset_minutes
@@ -298,8 +298,10 @@ mod tests {
             );
         }
         let mut s = spec(60, None, None);
-        s.utc_offset_minutes = 1440;
-        assert!(Session::try_new(&s).is_err());
+        for offset in [1440, -1440, i64::MIN, i64::MAX] {
+            s.utc_offset_minutes = offset;
+            assert!(Session::try_new(&s).is_err());
+        }
         assert!(Session::try_new(&spec(60, Some("00:00"), Some("24:00"))).is_ok());
         assert!(Session::try_new(&spec(60, Some("09:15:30"), Some("15:30:00"))).is_ok());
     }

@@ -141,3 +141,23 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Int {
         }
     }
 }
+
+/// A float argument. A Python int too large for a float raises `InvalidInputError` (a
+/// `ValueError`) instead of `OverflowError`; the happy path costs what `f64` does.
+#[derive(Debug, Clone, Copy)]
+pub struct Float(pub f64);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Float {
+    type Error = PyErr;
+
+    #[inline]
+    fn extract(obj: pyo3::Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match obj.extract::<f64>() {
+            Ok(v) => Ok(Self(v)),
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(obj.py()) => Err(
+                invalid(format!("number {} does not fit in a float", obj.as_any())),
+            ),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -3,7 +3,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::arrays::{session_spec, Int};
+use super::arrays::{session_spec, Float, Int};
 use super::types::PyBar;
 use crate::bars::{BarBuilder, Dropped, VolumeMode};
 use crate::error::CoreError;
@@ -42,18 +42,20 @@ fn wrap(bars: Vec<crate::bars::Bar>) -> Vec<PyBar> {
 impl PyBarBuilder {
     #[new]
     #[pyo3(signature = (
-        timeframe_s = 60, *, session_start = Some("09:15".to_owned()),
-        session_end = Some("15:30".to_owned()), utc_offset_minutes = 330,
-        volume_mode = "trade", grace_ms = 1000
+        timeframe_s = Int(60), *, session_start = Some("09:15".to_owned()),
+        session_end = Some("15:30".to_owned()), utc_offset_minutes = Int(330),
+        volume_mode = "trade", grace_ms = Int(1000)
     ), text_signature = "(timeframe_s=60, *, session_start='09:15', session_end='15:30', utc_offset_minutes=330, volume_mode='trade', grace_ms=1000)")]
     fn new(
-        timeframe_s: i64,
+        timeframe_s: Int,
         session_start: Option<String>,
         session_end: Option<String>,
-        utc_offset_minutes: i64,
+        utc_offset_minutes: Int,
         volume_mode: &str,
-        grace_ms: i64,
+        grace_ms: Int,
     ) -> PyResult<Self> {
+        let (timeframe_s, utc_offset_minutes, grace_ms) =
+            (timeframe_s.0, utc_offset_minutes.0, grace_ms.0);
         let session = Session::try_new(&session_spec(
             timeframe_s,
             session_start,
@@ -78,8 +80,14 @@ impl PyBarBuilder {
     }
 
     /// Consume one tick; the bar it closed, if any.
-    fn on_tick(&mut self, symbol: Int, ts_ns: Int, price: f64, qty: f64) -> PyResult<Vec<PyBar>> {
-        let (symbol, ts_ns) = (symbol.0, ts_ns.0);
+    fn on_tick(
+        &mut self,
+        symbol: Int,
+        ts_ns: Int,
+        price: Float,
+        qty: Float,
+    ) -> PyResult<Vec<PyBar>> {
+        let (symbol, ts_ns, price, qty) = (symbol.0, ts_ns.0, price.0, qty.0);
         Ok(self
             .inner
             .on_tick(symbol, ts_ns, price, qty)?

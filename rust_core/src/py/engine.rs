@@ -4,7 +4,7 @@ use numpy::PyArray1;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use super::arrays::{detached, f64_array, i64_array, invalid, slice, Int};
+use super::arrays::{detached, f64_array, i64_array, invalid, slice, Float, Int};
 use super::builder::dropped_dict;
 use super::types::PyBar;
 use crate::bars::VolumeMode;
@@ -122,21 +122,24 @@ fn events_to_dict<'py>(py: Python<'py>, evs: &[&Event]) -> PyResult<Bound<'py, P
 impl PyEngine {
     #[new]
     #[pyo3(signature = (
-        timeframe_s = 60, confirm_timeframe_s = 300, fast = 8, slow = 21, *,
+        timeframe_s = Int(60), confirm_timeframe_s = Int(300), fast = Int(8), slow = Int(21), *,
         session_start = Some("09:15".to_owned()), session_end = Some("15:30".to_owned()),
-        utc_offset_minutes = 330, volume_mode = "trade", grace_ms = 1000
+        utc_offset_minutes = Int(330), volume_mode = "trade", grace_ms = Int(1000)
     ), text_signature = "(timeframe_s=60, confirm_timeframe_s=300, fast=8, slow=21, *, session_start='09:15', session_end='15:30', utc_offset_minutes=330, volume_mode='trade', grace_ms=1000)")]
     fn new(
-        timeframe_s: i64,
-        confirm_timeframe_s: i64,
-        fast: i64,
-        slow: i64,
+        timeframe_s: Int,
+        confirm_timeframe_s: Int,
+        fast: Int,
+        slow: Int,
         session_start: Option<String>,
         session_end: Option<String>,
-        utc_offset_minutes: i64,
+        utc_offset_minutes: Int,
         volume_mode: &str,
-        grace_ms: i64,
+        grace_ms: Int,
     ) -> PyResult<Self> {
+        let (timeframe_s, confirm_timeframe_s, fast, slow) =
+            (timeframe_s.0, confirm_timeframe_s.0, fast.0, slow.0);
+        let (utc_offset_minutes, grace_ms) = (utc_offset_minutes.0, grace_ms.0);
         let period = |name: &str, v: i64| {
             u64::try_from(v)
                 .map_err(|_| invalid(format!("invalid period: {name} must be >= 1, got {v}")))
@@ -189,10 +192,10 @@ impl PyEngine {
         py: Python<'py>,
         symbol: Int,
         ts_ns: Int,
-        price: f64,
-        qty: f64,
+        price: Float,
+        qty: Float,
     ) -> PyResult<Option<Bound<'py, PyList>>> {
-        let (symbol, ts_ns) = (symbol.0, ts_ns.0);
+        let (symbol, ts_ns, price, qty) = (symbol.0, ts_ns.0, price.0, qty.0);
         let res = self.inner.on_tick(symbol, ts_ns, price, qty, &mut self.buf);
         if let Err(e) = res {
             self.buf.clear();

@@ -97,26 +97,26 @@ pub fn crossovers_py<'py>(
 /// Ticks -> bars (see `_core.pyi`).
 #[pyfunction(name = "build_bars")]
 #[pyo3(signature = (
-    ts_ns, price, qty, *, timeframe_s = 60, symbol = None, session_start = Some("09:15".to_owned()),
-    session_end = Some("15:30".to_owned()), utc_offset_minutes = 330, volume_mode = "trade"
+    ts_ns, price, qty, *, timeframe_s = Int(60), symbol = None, session_start = Some("09:15".to_owned()),
+    session_end = Some("15:30".to_owned()), utc_offset_minutes = Int(330), volume_mode = "trade"
 ), text_signature = "(ts_ns, price, qty, *, timeframe_s=60, symbol=None, session_start='09:15', session_end='15:30', utc_offset_minutes=330, volume_mode='trade')")]
 pub fn build_bars_py<'py>(
     py: Python<'py>,
     ts_ns: &Bound<'py, PyAny>,
     price: &Bound<'py, PyAny>,
     qty: &Bound<'py, PyAny>,
-    timeframe_s: i64,
+    timeframe_s: Int,
     symbol: Option<&Bound<'py, PyAny>>,
     session_start: Option<String>,
     session_end: Option<String>,
-    utc_offset_minutes: i64,
+    utc_offset_minutes: Int,
     volume_mode: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
     let session = Session::try_new(&session_spec(
-        timeframe_s,
+        timeframe_s.0,
         session_start,
         session_end,
-        utc_offset_minutes,
+        utc_offset_minutes.0,
     ))?;
     let mode = VolumeMode::parse(volume_mode)?;
     let t = i64_array("ts_ns", ts_ns)?;
@@ -133,21 +133,21 @@ pub fn build_bars_py<'py>(
 #[pyfunction(name = "resample_bars")]
 #[pyo3(signature = (
     bars, timeframe_s, *, session_start = Some("09:15".to_owned()),
-    session_end = Some("15:30".to_owned()), utc_offset_minutes = 330
+    session_end = Some("15:30".to_owned()), utc_offset_minutes = Int(330)
 ), text_signature = "(bars, timeframe_s, *, session_start='09:15', session_end='15:30', utc_offset_minutes=330)")]
 pub fn resample_bars_py<'py>(
     py: Python<'py>,
     bars: &Bound<'py, PyAny>,
-    timeframe_s: i64,
+    timeframe_s: Int,
     session_start: Option<String>,
     session_end: Option<String>,
-    utc_offset_minutes: i64,
+    utc_offset_minutes: Int,
 ) -> PyResult<Bound<'py, PyDict>> {
     let coarse = Session::try_new(&session_spec(
-        timeframe_s,
+        timeframe_s.0,
         session_start,
         session_end,
-        utc_offset_minutes,
+        utc_offset_minutes.0,
     ))?;
     let col = |key: &str| -> PyResult<Bound<'_, PyAny>> {
         bars.get_item(key)

@@ -6,7 +6,7 @@ use std::hash::{Hash, Hasher};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyMapping};
 
-use super::arrays::{invalid, Int};
+use super::arrays::{invalid, Float, Int};
 use crate::bars::Bar;
 use crate::ema::{Ema, EmaState};
 
@@ -160,8 +160,8 @@ impl PyEma {
     }
 
     /// Consume one value; the EMA, or None while warming up.
-    fn update(&mut self, x: f64) -> PyResult<Option<f64>> {
-        Ok(self.0.update(x)?)
+    fn update(&mut self, x: Float) -> PyResult<Option<f64>> {
+        Ok(self.0.update(x.0)?)
     }
 
     /// Forget every value consumed.
