@@ -50,6 +50,47 @@ impl Bar {
     }
 }
 
+/// Bars as columns, the shape the batch functions return.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct BarTable {
+    pub ts: Vec<i64>,
+    pub symbol: Vec<i64>,
+    pub open: Vec<f64>,
+    pub high: Vec<f64>,
+    pub low: Vec<f64>,
+    pub close: Vec<f64>,
+    pub volume: Vec<f64>,
+    pub ticks: Vec<i64>,
+}
+
+impl BarTable {
+    /// Split bars into columns in one pass.
+    pub fn from_bars(bars: &[Bar]) -> Self {
+        let n = bars.len();
+        let mut t = Self {
+            ts: Vec::with_capacity(n),
+            symbol: Vec::with_capacity(n),
+            open: Vec::with_capacity(n),
+            high: Vec::with_capacity(n),
+            low: Vec::with_capacity(n),
+            close: Vec::with_capacity(n),
+            volume: Vec::with_capacity(n),
+            ticks: Vec::with_capacity(n),
+        };
+        for b in bars {
+            t.ts.push(b.ts);
+            t.symbol.push(b.symbol);
+            t.open.push(b.open);
+            t.high.push(b.high);
+            t.low.push(b.low);
+            t.close.push(b.close);
+            t.volume.push(b.volume);
+            t.ticks.push(b.ticks);
+        }
+        t
+    }
+}
+
 /// How a tick's quantity is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VolumeMode {
@@ -693,18 +734,33 @@ pub fn build_bars(
         // Closed bars per symbol (same index as the builder's states), merged at the end.
         let mut per_symbol: Vec<Vec<Bar>> = Vec::new();
         for (i, (((&t, &p), &q), &s)) in ts_ns.iter().zip(price).zip(qty).zip(symbol).enumerate() {
-            // Common tick: known symbol, inside its open bucket (the fast path of on_tick).
+            // A valid tick of a known symbol runs that symbol's machine directly: the
+            // in-bucket fast path, else its slow path (new bucket or drop).
             if is_valid_tick(p, q) {
-                let open = builder.index.get(s).and_then(|k| builder.states.get_mut(k));
-                if open.is_some_and(|st| st.try_update(mode, t, p, q)) {
-                    continue;
+                if let Some(k) = builder.index.get(s) {
+                    if let (Some(st), Some(out)) =
+                        (builder.states.get_mut(k), per_symbol.get_mut(k))
+                    {
+                        if st.try_update(mode, t, p, q) {
+                            continue;
+                        }
+                        let outcome = st
+                            .on_tick(session, mode, t, p, q, i64::MIN)
+                            .map_err(|e| at_index(e, i))?;
+                        builder.dropped.count(&outcome);
+                        if let TickOutcome::Opened(Some(bar)) = outcome {
+                            out.push(bar);
+                        }
+                        continue;
+                    }
                 }
             }
-            if let Some(bar) = builder.on_tick(s, t, p, q).map_err(|e| at_index(e, i))? {
-                let k = builder.index.get(s).unwrap_or(0);
-                per_symbol.resize_with(builder.states.len(), Vec::new);
-                if let Some(v) = per_symbol.get_mut(k) {
-                    v.push(bar);
+            // A new symbol or a bad tick (which raises with its index) takes the full path.
+            let closed = builder.on_tick(s, t, p, q).map_err(|e| at_index(e, i))?;
+            per_symbol.resize_with(builder.states.len(), Vec::new);
+            if let (Some(bar), Some(k)) = (closed, builder.index.get(s)) {
+                if let Some(out) = per_symbol.get_mut(k) {
+                    out.push(bar);
                 }
             }
         }

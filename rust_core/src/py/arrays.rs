@@ -4,7 +4,7 @@ use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1, PyUntypedArray, PyUntype
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::bars::Bar;
+use crate::bars::BarTable;
 use crate::error::{CoreError, CoreResult};
 use crate::session::SessionSpec;
 
@@ -100,25 +100,24 @@ pub fn session_spec(
     }
 }
 
-/// Bar columns (plus `symbol` when asked) as a dict of numpy arrays.
-pub fn bars_to_dict<'py>(
-    py: Python<'py>,
-    bars: &[Bar],
+/// Bar columns (plus `symbol` when asked) as a dict of numpy arrays (no copy: numpy takes
+/// over each column's buffer).
+pub fn table_to_dict(
+    py: Python<'_>,
+    table: BarTable,
     with_symbol: bool,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> PyResult<Bound<'_, PyDict>> {
     let d = PyDict::new(py);
-    let col_i = |f: fn(&Bar) -> i64| PyArray1::from_vec(py, bars.iter().map(f).collect());
-    let col_f = |f: fn(&Bar) -> f64| PyArray1::from_vec(py, bars.iter().map(f).collect());
-    d.set_item("ts", col_i(|b| b.ts))?;
+    d.set_item("ts", PyArray1::from_vec(py, table.ts))?;
     if with_symbol {
-        d.set_item("symbol", col_i(|b| b.symbol))?;
+        d.set_item("symbol", PyArray1::from_vec(py, table.symbol))?;
     }
-    d.set_item("open", col_f(|b| b.open))?;
-    d.set_item("high", col_f(|b| b.high))?;
-    d.set_item("low", col_f(|b| b.low))?;
-    d.set_item("close", col_f(|b| b.close))?;
-    d.set_item("volume", col_f(|b| b.volume))?;
-    d.set_item("ticks", col_i(|b| b.ticks))?;
+    d.set_item("open", PyArray1::from_vec(py, table.open))?;
+    d.set_item("high", PyArray1::from_vec(py, table.high))?;
+    d.set_item("low", PyArray1::from_vec(py, table.low))?;
+    d.set_item("close", PyArray1::from_vec(py, table.close))?;
+    d.set_item("volume", PyArray1::from_vec(py, table.volume))?;
+    d.set_item("ticks", PyArray1::from_vec(py, table.ticks))?;
     Ok(d)
 }
 

@@ -5,9 +5,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::arrays::{
-    bars_to_dict, detached, f64_array, i64_array, invalid, session_spec, slice, Int,
+    detached, f64_array, i64_array, invalid, session_spec, slice, table_to_dict, Int,
 };
-use crate::bars::{self, VolumeMode};
+use crate::bars::{self, BarTable, VolumeMode};
 use crate::cross::crossovers_into;
 use crate::ema::ema_into;
 use crate::error::CoreError;
@@ -125,8 +125,10 @@ pub fn build_bars_py<'py>(
     let s = symbol.map(|o| i64_array("symbol", o)).transpose()?;
     let (ts, ps, qs) = (slice("ts_ns", &t)?, slice("price", &p)?, slice("qty", &q)?);
     let ss = s.as_ref().map(|a| slice("symbol", a)).transpose()?;
-    let bars = detached(py, || bars::build_bars(ts, ps, qs, ss, &session, mode))?;
-    bars_to_dict(py, &bars, ss.is_some())
+    let table = detached(py, || {
+        bars::build_bars(ts, ps, qs, ss, &session, mode).map(|b| BarTable::from_bars(&b))
+    })?;
+    table_to_dict(py, table, ss.is_some())
 }
 
 /// Finer bars -> coarser bars (see `_core.pyi`).
@@ -187,6 +189,8 @@ pub fn resample_bars_py<'py>(
         volume: slice("bars['volume']", &volume)?,
         ticks: slice("bars['ticks']", &ticks)?,
     };
-    let out = detached(py, || resample::resample_columns(&cols, &coarse))?;
-    bars_to_dict(py, &out, has_symbol)
+    let table = detached(py, || {
+        resample::resample_columns(&cols, &coarse).map(|b| BarTable::from_bars(&b))
+    })?;
+    table_to_dict(py, table, has_symbol)
 }
