@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bars::{merge_by_symbol, Bar};
 use crate::error::{CoreError, CoreResult};
-use crate::session::Session;
+use crate::session::{Bucket, Session};
 
 /// Per-symbol resampling state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +23,9 @@ pub struct Resampler {
     last_start: i64,
     /// `ts` of the last source bar consumed (source bars must ascend).
     last_src_ts: i64,
+    /// Local day and where its buckets stop, for the last coarse bucket (see `Bucket`).
+    last_day: i64,
+    last_close: i64,
 }
 
 /// What one source bar did.
@@ -43,6 +46,8 @@ impl Resampler {
             open_end: i64::MIN,
             last_start: i64::MIN,
             last_src_ts: i64::MIN,
+            last_day: i64::MIN,
+            last_close: i64::MIN,
         }
     }
 
@@ -87,7 +92,17 @@ impl Resampler {
                 src.symbol, src.ts, self.last_src_ts
             )));
         }
-        let Some(bucket) = coarse.bucket(src.ts)? else {
+        let prev = Bucket {
+            start_ns: self.last_start,
+            end_ns: self.open_end,
+            day: self.last_day,
+            close_ns: self.last_close,
+        };
+        let found = match coarse.next_bucket(&prev, src.ts) {
+            Some(next) => Some(next),
+            None => coarse.bucket(src.ts)?,
+        };
+        let Some(bucket) = found else {
             return Err(CoreError::OutOfRange(format!(
                 "bar at ts {} (symbol {}) is outside the session",
                 src.ts, src.symbol
@@ -115,6 +130,8 @@ impl Resampler {
             self.is_open = true;
             self.open_end = bucket.end_ns;
             self.last_start = bucket.start_ns;
+            self.last_day = bucket.day;
+            self.last_close = bucket.close_ns;
         }
         if src_end_ns >= self.open_end {
             pushed.closed_after = self.close();
@@ -161,13 +178,24 @@ impl Resampler {
             )))
         };
         if self.last_start == i64::MIN {
-            if self.is_open || self.open_end != i64::MIN || self.last_src_ts != i64::MIN {
+            if self.is_open
+                || self.open_end != i64::MIN
+                || self.last_src_ts != i64::MIN
+                || self.last_close != i64::MIN
+            {
                 return bad("fields without a first bucket");
             }
             return Ok(());
         }
         match coarse.bucket(self.last_start)? {
-            Some(b) if b.start_ns == self.last_start && b.end_ns == self.open_end => {}
+            Some(b)
+                if (b.start_ns, b.end_ns, b.day, b.close_ns)
+                    == (
+                        self.last_start,
+                        self.open_end,
+                        self.last_day,
+                        self.last_close,
+                    ) => {}
             _ => return bad("bucket is not a bucket of the session"),
         }
         if self.last_src_ts < self.last_start || self.last_src_ts >= self.open_end {
