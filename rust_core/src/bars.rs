@@ -64,10 +64,9 @@ pub struct BarTable {
 }
 
 impl BarTable {
-    /// Split bars into columns in one pass.
-    pub fn from_bars(bars: &[Bar]) -> Self {
-        let n = bars.len();
-        let mut t = Self {
+    /// Empty columns with room for `n` rows.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
             ts: Vec::with_capacity(n),
             symbol: Vec::with_capacity(n),
             open: Vec::with_capacity(n),
@@ -76,16 +75,27 @@ impl BarTable {
             close: Vec::with_capacity(n),
             volume: Vec::with_capacity(n),
             ticks: Vec::with_capacity(n),
-        };
+        }
+    }
+
+    /// Append one row.
+    #[inline]
+    pub fn push(&mut self, b: &Bar) {
+        self.ts.push(b.ts);
+        self.symbol.push(b.symbol);
+        self.open.push(b.open);
+        self.high.push(b.high);
+        self.low.push(b.low);
+        self.close.push(b.close);
+        self.volume.push(b.volume);
+        self.ticks.push(b.ticks);
+    }
+
+    /// Split bars into columns in one pass.
+    pub fn from_bars(bars: &[Bar]) -> Self {
+        let mut t = Self::with_capacity(bars.len());
         for b in bars {
-            t.ts.push(b.ts);
-            t.symbol.push(b.symbol);
-            t.open.push(b.open);
-            t.high.push(b.high);
-            t.low.push(b.low);
-            t.close.push(b.close);
-            t.volume.push(b.volume);
-            t.ticks.push(b.ticks);
+            t.push(b);
         }
         t
     }
@@ -664,16 +674,53 @@ pub fn sort_bars(bars: &mut [Bar]) {
     bars.sort_unstable_by_key(|b| (b.ts, b.symbol));
 }
 
-/// Merge per-symbol bar sequences (each already in ts order) into (ts, symbol) order.
+/// Closed bars of a batch run, before their final (ts, symbol) order is materialised.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchBars {
+    /// Already in (ts, symbol) order.
+    Ordered(Vec<Bar>),
+    /// One ts-ordered sequence per symbol.
+    PerSymbol(Vec<Vec<Bar>>),
+}
+
+impl BatchBars {
+    /// The bars in (ts, symbol) order.
+    pub fn into_vec(self) -> Vec<Bar> {
+        match self {
+            Self::Ordered(bars) => bars,
+            Self::PerSymbol(lists) => {
+                let mut out = Vec::new();
+                merge_by_symbol(lists, |b| out.push(*b));
+                out
+            }
+        }
+    }
+
+    /// The bars in (ts, symbol) order, as columns (no intermediate row vector).
+    pub fn into_table(self) -> BarTable {
+        match self {
+            Self::Ordered(bars) => BarTable::from_bars(&bars),
+            Self::PerSymbol(lists) => {
+                let total = lists.iter().map(Vec::len).sum();
+                let mut table = BarTable::with_capacity(total);
+                merge_by_symbol(lists, |b| table.push(b));
+                table
+            }
+        }
+    }
+}
+
+/// Visit per-symbol bar sequences (each already in ts order) in (ts, symbol) order.
 ///
 /// Sorting 64-byte bars moves a lot of memory, so the merge sorts 16-byte keys instead:
 /// (ts, rank of the symbol, position) packed in a u128 whose order is the wanted order.
 /// Built list by list, the keys form one ascending run per symbol, which the stable sort
-/// detects and merges (O(n log k) for k symbols); the bars are then gathered once.
-pub fn merge_by_symbol(mut per_symbol: Vec<Vec<Bar>>) -> Vec<Bar> {
+/// detects and merges (O(n log k) for k symbols); each bar is then visited once.
+pub fn merge_by_symbol(mut per_symbol: Vec<Vec<Bar>>, mut visit: impl FnMut(&Bar)) {
     per_symbol.retain(|v| !v.is_empty());
     if per_symbol.len() <= 1 {
-        return per_symbol.pop().unwrap_or_default();
+        per_symbol.iter().flatten().for_each(visit);
+        return;
     }
     per_symbol.sort_unstable_by_key(|v| v.first().map_or(i64::MIN, |b| b.symbol));
     let total: usize = per_symbol.iter().map(Vec::len).sum();
@@ -688,12 +735,12 @@ pub fn merge_by_symbol(mut per_symbol: Vec<Vec<Bar>>) -> Vec<Bar> {
     // Stable on purpose: it finds the per-symbol runs and merges them.
     #[allow(clippy::stable_sort_primitive)]
     keys.sort();
-    keys.iter()
-        .filter_map(|k| {
-            let (rank, pos) = ((k >> 32) as u32 as usize, *k as u32 as usize);
-            per_symbol.get(rank)?.get(pos).copied()
-        })
-        .collect()
+    for k in &keys {
+        let (rank, pos) = ((k >> 32) as u32 as usize, *k as u32 as usize);
+        if let Some(b) = per_symbol.get(rank).and_then(|v| v.get(pos)) {
+            visit(b);
+        }
+    }
 }
 
 /// Add ` (tick index i)` to an error from the per-tick path.
@@ -716,6 +763,21 @@ pub fn build_bars(
     session: &Session,
     mode: VolumeMode,
 ) -> CoreResult<Vec<Bar>> {
+    build_bars_batch(ts_ns, price, qty, symbol, session, mode).map(BatchBars::into_vec)
+}
+
+/// [`build_bars`] before the final ordering, so callers can take columns directly.
+///
+/// # Errors
+/// As [`build_bars`].
+pub fn build_bars_batch(
+    ts_ns: &[i64],
+    price: &[f64],
+    qty: &[f64],
+    symbol: Option<&[i64]>,
+    session: &Session,
+    mode: VolumeMode,
+) -> CoreResult<BatchBars> {
     let n = ts_ns.len();
     for len in [price.len(), qty.len()]
         .into_iter()
@@ -768,34 +830,30 @@ pub fn build_bars(
         for (v, st) in per_symbol.iter_mut().zip(builder.states.iter_mut()) {
             v.extend(st.close());
         }
-        bars = merge_by_symbol(per_symbol);
-    } else {
-        // One symbol: drive the per-symbol machine directly (no lookup).
-        // Runs of ticks in the open bucket go through `absorb_run`, the rest through
-        // `on_tick`: the same rules, specialised because this loop is the backtest hot path.
-        let mut state = SymbolBars::new(0);
-        let mut i = 0;
-        while i < n {
-            let (Some(ts), Some(ps), Some(qs)) = (ts_ns.get(i..), price.get(i..), qty.get(i..))
-            else {
-                break;
-            };
-            i += state.absorb_run(mode, ts, ps, qs);
-            let (Some(&t), Some(&p), Some(&q)) = (ts_ns.get(i), price.get(i), qty.get(i)) else {
-                break;
-            };
-            check_tick(p, q).map_err(|e| at_index(e, i))?;
-            check_ts(t).map_err(|e| at_index(e, i))?;
-            if let TickOutcome::Opened(Some(bar)) =
-                state.on_tick(session, mode, t, p, q, i64::MIN)?
-            {
-                bars.push(bar);
-            }
-            i += 1;
-        }
-        bars.extend(state.close());
+        return Ok(BatchBars::PerSymbol(per_symbol));
     }
-    Ok(bars)
+    // One symbol: drive the per-symbol machine directly (no lookup).
+    // Runs of ticks in the open bucket go through `absorb_run`, the rest through
+    // `on_tick`: the same rules, specialised because this loop is the backtest hot path.
+    let mut state = SymbolBars::new(0);
+    let mut i = 0;
+    while i < n {
+        let (Some(ts), Some(ps), Some(qs)) = (ts_ns.get(i..), price.get(i..), qty.get(i..)) else {
+            break;
+        };
+        i += state.absorb_run(mode, ts, ps, qs);
+        let (Some(&t), Some(&p), Some(&q)) = (ts_ns.get(i), price.get(i), qty.get(i)) else {
+            break;
+        };
+        check_tick(p, q).map_err(|e| at_index(e, i))?;
+        check_ts(t).map_err(|e| at_index(e, i))?;
+        if let TickOutcome::Opened(Some(bar)) = state.on_tick(session, mode, t, p, q, i64::MIN)? {
+            bars.push(bar);
+        }
+        i += 1;
+    }
+    bars.extend(state.close());
+    Ok(BatchBars::Ordered(bars))
 }
 
 #[cfg(test)]

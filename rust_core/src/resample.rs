@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::bars::{merge_by_symbol, Bar};
+use crate::bars::{Bar, BatchBars};
 use crate::error::{CoreError, CoreResult};
 use crate::session::{Bucket, Session};
 
@@ -351,7 +351,7 @@ fn check_bar(b: &Bar, index: usize) -> CoreResult<()> {
 ///
 /// # Errors
 /// Columns of different lengths, a bar outside the session, or bars of a symbol out of order.
-pub fn resample_columns(cols: &BarColumns<'_>, coarse: &Session) -> CoreResult<Vec<Bar>> {
+pub fn resample_columns(cols: &BarColumns<'_>, coarse: &Session) -> CoreResult<BatchBars> {
     let n = cols.checked_len()?;
     let mut index = crate::bars::SymbolIndex::default();
     let mut states: Vec<Resampler> = Vec::new();
@@ -367,7 +367,7 @@ pub fn resample_columns(cols: &BarColumns<'_>, coarse: &Session) -> CoreResult<V
             }
         }
         out.extend(single.close());
-        return Ok(out);
+        return Ok(BatchBars::Ordered(out));
     };
     // Closed bars per symbol (same index as `states`), merged into (ts, symbol) order.
     let mut per_symbol: Vec<Vec<Bar>> = Vec::new();
@@ -390,7 +390,7 @@ pub fn resample_columns(cols: &BarColumns<'_>, coarse: &Session) -> CoreResult<V
     for (out, state) in per_symbol.iter_mut().zip(states.iter_mut()) {
         out.extend(state.close());
     }
-    Ok(merge_by_symbol(per_symbol))
+    Ok(BatchBars::PerSymbol(per_symbol))
 }
 
 /// Batch resampling of bars; output ordered by (ts, symbol).
@@ -418,7 +418,7 @@ pub fn resample_bars(bars: &[Bar], coarse: &Session) -> CoreResult<Vec<Bar>> {
         volume: &volume,
         ticks: &ticks,
     };
-    resample_columns(&cols, coarse)
+    resample_columns(&cols, coarse).map(BatchBars::into_vec)
 }
 
 #[cfg(test)]

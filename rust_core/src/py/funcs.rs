@@ -7,7 +7,7 @@ use pyo3::types::PyDict;
 use super::arrays::{
     detached, f64_array, i64_array, invalid, session_spec, slice, table_to_dict, Int,
 };
-use crate::bars::{self, BarTable, VolumeMode};
+use crate::bars::{self, BatchBars, VolumeMode};
 use crate::cross::crossovers_into;
 use crate::ema::ema_into;
 use crate::error::CoreError;
@@ -126,7 +126,7 @@ pub fn build_bars_py<'py>(
     let (ts, ps, qs) = (slice("ts_ns", &t)?, slice("price", &p)?, slice("qty", &q)?);
     let ss = s.as_ref().map(|a| slice("symbol", a)).transpose()?;
     let table = detached(py, || {
-        bars::build_bars(ts, ps, qs, ss, &session, mode).map(|b| BarTable::from_bars(&b))
+        bars::build_bars_batch(ts, ps, qs, ss, &session, mode).map(BatchBars::into_table)
     })?;
     table_to_dict(py, table, ss.is_some())
 }
@@ -190,7 +190,7 @@ pub fn resample_bars_py<'py>(
         ticks: slice("bars['ticks']", &ticks)?,
     };
     let table = detached(py, || {
-        resample::resample_columns(&cols, &coarse).map(|b| BarTable::from_bars(&b))
+        resample::resample_columns(&cols, &coarse).map(BatchBars::into_table)
     })?;
     table_to_dict(py, table, has_symbol)
 }
