@@ -284,7 +284,12 @@ class Engine:
     Per symbol: a primary bar builder, a confirm resampler, fast and slow EMAs on both
     timeframes and crossover state. One :meth:`on_tick` call per tick; it returns None on the
     common path (no bar closed). A confirm bar closes as soon as its last primary bar closes,
-    or when a later primary bucket opens, or on :meth:`on_time`.
+    or when a later primary bucket opens, or on :meth:`on_time` / :meth:`flush`. Once a
+    confirm bar is closed, ticks of its bucket are late: a closed bar never changes.
+
+    EMAs use a fused multiply-add where the CPU has FMA (detected at run time), like
+    TA-Lib's compiled C; results can differ in the last bits between FMA and non-FMA
+    machines, never between batch and streaming on one machine.
 
     Args:
         timeframe_s: primary timeframe in seconds.
