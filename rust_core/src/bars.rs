@@ -860,25 +860,8 @@ pub fn build_bars_batch(
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::session::{SessionSpec, SECOND_NS};
-
-    const MIN: i64 = 60 * SECOND_NS;
-    /// 2026-11-23 00:00 IST in ns UTC.
-    const MIDNIGHT: i64 = 1_795_372_200 * SECOND_NS;
-
-    fn ist(h: i64, m: i64, s: i64) -> i64 {
-        MIDNIGHT + (h * 60 + m) * MIN + s * SECOND_NS
-    }
-
-    fn session(tf: i64) -> Session {
-        Session::try_new(&SessionSpec {
-            timeframe_s: tf,
-            session_start: Some("09:15".into()),
-            session_end: Some("15:30".into()),
-            utc_offset_minutes: 330,
-        })
-        .unwrap()
-    }
+    use crate::session::SECOND_NS;
+    use crate::testutil::{ist, nse as session};
 
     #[test]
     fn one_minute_bars_with_drops() {

@@ -456,12 +456,7 @@ impl Engine {
 mod tests {
     use super::*;
 
-    const MIN: i64 = 60 * SECOND_NS;
-    const MIDNIGHT: i64 = 1_795_372_200 * SECOND_NS;
-
-    fn ist(h: i64, m: i64, s: i64) -> i64 {
-        MIDNIGHT + (h * 60 + m) * MIN + s * SECOND_NS
-    }
+    use crate::testutil::ist;
 
     fn config() -> EngineConfig {
         EngineConfig {

@@ -13,6 +13,8 @@ pub mod resample;
 pub mod session;
 
 mod py;
+#[cfg(test)]
+mod testutil;
 
 pub use error::{CoreError, CoreResult};
 

@@ -425,24 +425,7 @@ pub fn resample_bars(bars: &[Bar], coarse: &Session) -> CoreResult<Vec<Bar>> {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::session::{SessionSpec, SECOND_NS};
-
-    const MIN: i64 = 60 * SECOND_NS;
-    const MIDNIGHT: i64 = 1_795_372_200 * SECOND_NS;
-
-    fn ist(h: i64, m: i64) -> i64 {
-        MIDNIGHT + (h * 60 + m) * MIN
-    }
-
-    fn session(tf: i64) -> Session {
-        Session::try_new(&SessionSpec {
-            timeframe_s: tf,
-            session_start: Some("09:15".into()),
-            session_end: Some("15:30".into()),
-            utc_offset_minutes: 330,
-        })
-        .unwrap()
-    }
+    use crate::testutil::{ist, nse as session};
 
     fn bar(ts: i64, o: f64, h: f64, l: f64, c: f64) -> Bar {
         Bar {
@@ -460,9 +443,9 @@ mod tests {
     #[test]
     fn five_minute_from_one_minute() {
         let src = [
-            bar(ist(9, 15), 10.0, 11.0, 9.0, 10.5),
-            bar(ist(9, 17), 10.5, 13.0, 10.0, 12.0),
-            bar(ist(9, 20), 12.0, 12.5, 11.5, 12.2),
+            bar(ist(9, 15, 0), 10.0, 11.0, 9.0, 10.5),
+            bar(ist(9, 17, 0), 10.5, 13.0, 10.0, 12.0),
+            bar(ist(9, 20, 0), 12.0, 12.5, 11.5, 12.2),
         ];
         let out = resample_bars(&src, &session(300)).unwrap();
         assert_eq!(out.len(), 2);
@@ -471,10 +454,10 @@ mod tests {
             Bar {
                 volume: 20.0,
                 ticks: 4,
-                ..bar(ist(9, 15), 10.0, 13.0, 9.0, 12.0)
+                ..bar(ist(9, 15, 0), 10.0, 13.0, 9.0, 12.0)
             }
         );
-        assert_eq!(out[1].ts, ist(9, 20));
+        assert_eq!(out[1].ts, ist(9, 20, 0));
     }
 
     #[test]
@@ -482,11 +465,19 @@ mod tests {
         let coarse = session(300);
         let mut r = Resampler::new(1);
         let p = r
-            .push(&coarse, &bar(ist(9, 18), 1.0, 1.0, 1.0, 1.0), ist(9, 19))
+            .push(
+                &coarse,
+                &bar(ist(9, 18, 0), 1.0, 1.0, 1.0, 1.0),
+                ist(9, 19, 0),
+            )
             .unwrap();
         assert_eq!(p, Pushed::default());
         let p = r
-            .push(&coarse, &bar(ist(9, 19), 2.0, 2.0, 2.0, 2.0), ist(9, 20))
+            .push(
+                &coarse,
+                &bar(ist(9, 19, 0), 2.0, 2.0, 2.0, 2.0),
+                ist(9, 20, 0),
+            )
             .unwrap();
         assert_eq!(p.closed_after.unwrap().close, 2.0);
         assert!(r.current().is_none());
@@ -495,14 +486,14 @@ mod tests {
     #[test]
     fn unsorted_and_out_of_session_are_errors() {
         let src = [
-            bar(ist(9, 20), 1.0, 1.0, 1.0, 1.0),
-            bar(ist(9, 15), 1.0, 1.0, 1.0, 1.0),
+            bar(ist(9, 20, 0), 1.0, 1.0, 1.0, 1.0),
+            bar(ist(9, 15, 0), 1.0, 1.0, 1.0, 1.0),
         ];
         assert!(matches!(
             resample_bars(&src, &session(300)),
             Err(CoreError::NotSorted(_))
         ));
-        let src = [bar(ist(8, 0), 1.0, 1.0, 1.0, 1.0)];
+        let src = [bar(ist(8, 0, 0), 1.0, 1.0, 1.0, 1.0)];
         assert!(resample_bars(&src, &session(300)).is_err());
     }
 }

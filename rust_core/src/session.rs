@@ -218,13 +218,7 @@ pub fn check_ts(ts_ns: i64) -> CoreResult<()> {
 mod tests {
     use super::*;
 
-    const MIN: i64 = 60 * SECOND_NS;
-    /// 2026-11-23 00:00 IST in ns UTC.
-    const DAY0_IST_MIDNIGHT_UTC: i64 = 1_795_372_200 * SECOND_NS;
-
-    fn ist(h: i64, m: i64) -> i64 {
-        DAY0_IST_MIDNIGHT_UTC + (h * 60 + m) * MIN
-    }
+    use crate::testutil::{ist, MIN};
 
     fn spec(tf: i64, start: Option<&str>, end: Option<&str>) -> SessionSpec {
         SessionSpec {
@@ -238,30 +232,30 @@ mod tests {
     #[test]
     fn nse_hourly_buckets_are_anchored_at_open_and_cut_at_close() {
         let s = Session::try_new(&spec(3600, Some("09:15"), Some("15:30"))).unwrap();
-        let b = s.bucket(ist(9, 15)).unwrap().unwrap();
-        assert_eq!((b.start_ns, b.end_ns), (ist(9, 15), ist(10, 15)));
-        let b = s.bucket(ist(15, 29)).unwrap().unwrap();
-        assert_eq!((b.start_ns, b.end_ns), (ist(15, 15), ist(15, 30)));
-        assert_eq!(s.bucket(ist(15, 30)).unwrap(), None);
-        assert_eq!(s.bucket(ist(9, 15) - 1).unwrap(), None);
+        let b = s.bucket(ist(9, 15, 0)).unwrap().unwrap();
+        assert_eq!((b.start_ns, b.end_ns), (ist(9, 15, 0), ist(10, 15, 0)));
+        let b = s.bucket(ist(15, 29, 0)).unwrap().unwrap();
+        assert_eq!((b.start_ns, b.end_ns), (ist(15, 15, 0), ist(15, 30, 0)));
+        assert_eq!(s.bucket(ist(15, 30, 0)).unwrap(), None);
+        assert_eq!(s.bucket(ist(9, 15, 0) - 1).unwrap(), None);
     }
 
     #[test]
     fn minute_bucket_and_day_number() {
         let s = Session::try_new(&spec(60, Some("09:15"), Some("15:30"))).unwrap();
-        let b = s.bucket(ist(10, 3) + 59 * SECOND_NS).unwrap().unwrap();
-        assert_eq!((b.start_ns, b.end_ns), (ist(10, 3), ist(10, 4)));
+        let b = s.bucket(ist(10, 3, 0) + 59 * SECOND_NS).unwrap().unwrap();
+        assert_eq!((b.start_ns, b.end_ns), (ist(10, 3, 0), ist(10, 4, 0)));
         assert_eq!(b.day, 20_780); // 2026-11-23
     }
 
     #[test]
     fn no_session_anchors_at_local_midnight() {
         let s = Session::try_new(&spec(7 * 3600, None, Some("15:30"))).unwrap();
-        let b = s.bucket(ist(23, 59)).unwrap().unwrap();
+        let b = s.bucket(ist(23, 59, 0)).unwrap().unwrap();
         // 21:00-24:00 local: the last bucket is cut at midnight.
-        assert_eq!((b.start_ns, b.end_ns), (ist(21, 0), ist(24, 0)));
-        let b = s.bucket(ist(0, 0)).unwrap().unwrap();
-        assert_eq!(b.start_ns, ist(0, 0));
+        assert_eq!((b.start_ns, b.end_ns), (ist(21, 0, 0), ist(24, 0, 0)));
+        let b = s.bucket(ist(0, 0, 0)).unwrap().unwrap();
+        assert_eq!(b.start_ns, ist(0, 0, 0));
     }
 
     #[test]
@@ -314,9 +308,9 @@ mod tests {
             (420, None, None),
         ] {
             let s = Session::try_new(&spec(tf, start, end)).unwrap();
-            let mut ts = ist(0, 0) - 3 * DAY_NS;
+            let mut ts = ist(0, 0, 0) - 3 * DAY_NS;
             let mut prev: Option<Bucket> = None;
-            while ts < ist(0, 0) + 2 * DAY_NS {
+            while ts < ist(0, 0, 0) + 2 * DAY_NS {
                 let full = s.bucket(ts).unwrap();
                 if let (Some(p), Some(f)) = (prev, full) {
                     if let Some(n) = s.next_bucket(&p, ts) {
