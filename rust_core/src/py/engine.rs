@@ -257,6 +257,33 @@ impl PyEngine {
         Ok(d)
     }
 
+    /// The ticks of one feed frame at once (see `_core.pyi`): events like on_tick.
+    #[pyo3(signature = (ts_ns, price, qty, symbol))]
+    fn on_frame<'py>(
+        &mut self,
+        py: Python<'py>,
+        ts_ns: &Bound<'py, PyAny>,
+        price: &Bound<'py, PyAny>,
+        qty: &Bound<'py, PyAny>,
+        symbol: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyList>>> {
+        let t = i64_array("ts_ns", ts_ns)?;
+        let p = f64_array("price", price)?;
+        let q = f64_array("qty", qty)?;
+        let s = i64_array("symbol", symbol)?;
+        let (ts, ps, qs) = (slice("ts_ns", &t)?, slice("price", &p)?, slice("qty", &q)?);
+        let ss = slice("symbol", &s)?;
+        // A frame is small: no GIL release (it would cost more than the work).
+        let res = self
+            .inner
+            .on_ticks(ts, ps, qs, Some(ss), false, &mut self.buf);
+        if let Err(e) = res {
+            self.buf.clear();
+            return Err(e.into());
+        }
+        self.take_events(py)
+    }
+
     /// The whole state as versioned bytes.
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let bytes = self.inner.snapshot()?;
