@@ -148,7 +148,10 @@ pub struct Engine {
     horizon_ns: i64,
 }
 
-/// Snapshot header: format name and version.
+/// Snapshot header: format name and version. postcard is positional, so bump the version
+/// (and migrate or reject older ones explicitly) whenever ANY serialized struct changes:
+/// `EngineConfig`, `SymbolEngine` and everything inside it (`SymbolBars`, `Resampler`, `Ema`,
+/// `Cross`, `Bar`), `Dropped`. 001 is the first landed format.
 const SNAPSHOT_MAGIC: &[u8; 8] = b"MTENG001";
 
 #[derive(Serialize, Deserialize)]
