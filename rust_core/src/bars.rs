@@ -124,14 +124,6 @@ impl VolumeMode {
             ))),
         }
     }
-
-    /// The name accepted by [`VolumeMode::parse`].
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Trade => "trade",
-            Self::Cumulative => "cumulative",
-        }
-    }
 }
 
 /// Bits of the largest finite f64.
@@ -219,11 +211,6 @@ impl SymbolBars {
     /// The open bar, if any.
     pub fn current(&self) -> Option<Bar> {
         self.is_open.then_some(self.bar)
-    }
-
-    /// End (exclusive, ns UTC) of the open bucket, if a bar is open.
-    pub fn open_end(&self) -> Option<i64> {
-        self.is_open.then_some(self.open_end)
     }
 
     /// Start of the open or last closed bucket.
@@ -619,6 +606,26 @@ impl BarBuilder {
         price: f64,
         qty: f64,
     ) -> CoreResult<Option<Bar>> {
+        // The common tick (valid, known symbol, inside its open bucket) stays on this short
+        // path; everything else is out of line.
+        if is_valid_tick(price, qty) {
+            if let Some(st) = self.index.get(symbol).and_then(|k| self.states.get_mut(k)) {
+                if st.try_update(self.mode, ts_ns, price, qty) {
+                    return Ok(None);
+                }
+            }
+        }
+        self.on_tick_slow(symbol, ts_ns, price, qty)
+    }
+
+    #[inline(never)]
+    fn on_tick_slow(
+        &mut self,
+        symbol: i64,
+        ts_ns: i64,
+        price: f64,
+        qty: f64,
+    ) -> CoreResult<Option<Bar>> {
         check_tick(price, qty)?;
         check_ts(ts_ns)?;
         let (idx, is_new) = self.index.get_or_insert(symbol, self.states.len());
@@ -796,34 +803,14 @@ pub fn build_bars_batch(
         // Closed bars per symbol (same index as the builder's states), merged at the end.
         let mut per_symbol: Vec<Vec<Bar>> = Vec::new();
         for (i, (((&t, &p), &q), &s)) in ts_ns.iter().zip(price).zip(qty).zip(symbol).enumerate() {
-            // A valid tick of a known symbol runs that symbol's machine directly: the
-            // in-bucket fast path, else its slow path (new bucket or drop).
-            if is_valid_tick(p, q) {
-                if let Some(k) = builder.index.get(s) {
-                    if let (Some(st), Some(out)) =
-                        (builder.states.get_mut(k), per_symbol.get_mut(k))
-                    {
-                        if st.try_update(mode, t, p, q) {
-                            continue;
-                        }
-                        let outcome = st
-                            .on_tick(session, mode, t, p, q, i64::MIN)
-                            .map_err(|e| at_index(e, i))?;
-                        builder.dropped.count(&outcome);
-                        if let TickOutcome::Opened(Some(bar)) = outcome {
-                            out.push(bar);
-                        }
-                        continue;
-                    }
-                }
-            }
-            // A new symbol or a bad tick (which raises with its index) takes the full path.
-            let closed = builder.on_tick(s, t, p, q).map_err(|e| at_index(e, i))?;
-            per_symbol.resize_with(builder.states.len(), Vec::new);
-            if let (Some(bar), Some(k)) = (closed, builder.index.get(s)) {
-                if let Some(out) = per_symbol.get_mut(k) {
-                    out.push(bar);
-                }
+            if let Some(bar) = builder.on_tick(s, t, p, q).map_err(|e| at_index(e, i))? {
+                per_symbol.resize_with(builder.states.len(), Vec::new);
+                let out = builder
+                    .index
+                    .get(bar.symbol)
+                    .and_then(|k| per_symbol.get_mut(k));
+                out.ok_or_else(|| CoreError::invalid("internal: symbol index out of range"))?
+                    .push(bar);
             }
         }
         per_symbol.resize_with(builder.states.len(), Vec::new);
