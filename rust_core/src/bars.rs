@@ -50,6 +50,21 @@ impl Bar {
     }
 }
 
+impl Bar {
+    /// Prices finite and > 0, with low <= high.
+    pub fn has_valid_prices(&self) -> bool {
+        [self.open, self.high, self.low, self.close]
+            .iter()
+            .all(|&p| p > 0.0 && p < f64::INFINITY)
+            && self.low <= self.high
+    }
+
+    /// Volume finite and >= 0, ticks >= 0.
+    pub fn has_valid_counts(&self) -> bool {
+        (0.0..f64::INFINITY).contains(&self.volume) && self.ticks >= 0
+    }
+}
+
 /// Bars as columns, the shape the batch functions return.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct BarTable {
@@ -415,15 +430,14 @@ impl SymbolBars {
         }
         if self.is_open {
             let b = &self.bar;
-            let prices_ok = [b.open, b.high, b.low, b.close]
-                .iter()
-                .all(|&p| p > 0.0 && p < f64::INFINITY)
+            // A tick-built bar also has open and close inside [low, high] and a tick.
+            let prices_ok = b.has_valid_prices()
                 && b.low <= b.open.min(b.close)
                 && b.high >= b.open.max(b.close);
             if (self.open_start, self.open_end) != (self.last_start, self.last_end)
                 || b.ts != self.open_start
                 || !prices_ok
-                || !(0.0..f64::INFINITY).contains(&b.volume)
+                || !b.has_valid_counts()
                 || b.ticks < 1
             {
                 return bad("inconsistent open bar");

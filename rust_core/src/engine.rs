@@ -15,7 +15,7 @@ use crate::cross::Cross;
 use crate::ema::Ema;
 use crate::error::{CoreError, CoreResult};
 use crate::resample::Resampler;
-use crate::session::{check_ts, Session, SessionSpec, SECOND_NS};
+use crate::session::{check_ts, grace_ns, Session, SessionSpec};
 
 /// Engine configuration, as given by the user (validated by [`Engine::try_new`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,17 +190,11 @@ impl Engine {
             )));
         }
         Leg::new(config.fast, config.slow)?;
-        if !(0..=86_400_000).contains(&config.grace_ms) {
-            return Err(CoreError::OutOfRange(format!(
-                "grace_ms must be between 0 and 86400000, got {}",
-                config.grace_ms
-            )));
-        }
         let shared = Shared {
             primary,
             confirm,
             mode: config.volume_mode,
-            grace_ns: config.grace_ms * (SECOND_NS / 1000),
+            grace_ns: grace_ns(config.grace_ms)?,
             timeframe_s: config.timeframe_s,
             confirm_timeframe_s: config.confirm_timeframe_s,
         };

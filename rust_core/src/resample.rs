@@ -203,15 +203,7 @@ impl Resampler {
         }
         if self.is_open {
             let b = &self.bar;
-            let prices_ok = [b.open, b.high, b.low, b.close]
-                .iter()
-                .all(|&p| p > 0.0 && p < f64::INFINITY)
-                && b.low <= b.high;
-            if b.ts != self.last_start
-                || !prices_ok
-                || !(0.0..f64::INFINITY).contains(&b.volume)
-                || b.ticks < 0
-            {
+            if b.ts != self.last_start || !b.has_valid_prices() || !b.has_valid_counts() {
                 return bad("inconsistent open bar");
             }
         }
@@ -326,18 +318,14 @@ impl BarColumns<'_> {
 /// Reject a source bar no tick stream could have made.
 #[inline]
 fn check_bar(b: &Bar, index: usize) -> CoreResult<()> {
-    let prices_ok = [b.open, b.high, b.low, b.close]
-        .iter()
-        .all(|&p| p > 0.0 && p < f64::INFINITY)
-        && b.low <= b.high;
-    if !prices_ok {
+    if !b.has_valid_prices() {
         return Err(CoreError::OutOfRange(format!(
             "bar at index {index}: prices must be finite and > 0 with low <= high, got \
              open={} high={} low={} close={}",
             b.open, b.high, b.low, b.close
         )));
     }
-    if !(0.0..f64::INFINITY).contains(&b.volume) || b.ticks < 0 {
+    if !b.has_valid_counts() {
         return Err(CoreError::OutOfRange(format!(
             "bar at index {index}: volume must be finite and >= 0 and ticks >= 0, got \
              volume={} ticks={}",

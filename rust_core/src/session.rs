@@ -199,6 +199,19 @@ impl Session {
     }
 }
 
+/// The bar-close grace in ns from milliseconds, checked to be within 0..=1 day.
+///
+/// # Errors
+/// `grace_ms` outside 0..=86400000.
+pub fn grace_ns(grace_ms: i64) -> CoreResult<i64> {
+    if !(0..=86_400_000).contains(&grace_ms) {
+        return Err(CoreError::OutOfRange(format!(
+            "grace_ms must be between 0 and 86400000, got {grace_ms}"
+        )));
+    }
+    Ok(grace_ms * (SECOND_NS / 1000))
+}
+
 /// Reject timestamps so far from the epoch that bucket arithmetic could overflow.
 ///
 /// # Errors

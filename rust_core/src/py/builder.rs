@@ -6,8 +6,7 @@ use pyo3::types::PyDict;
 use super::arrays::{session_spec, Float, Int};
 use super::types::PyBar;
 use crate::bars::{BarBuilder, Dropped, VolumeMode};
-use crate::error::CoreError;
-use crate::session::{Session, SECOND_NS};
+use crate::session::{grace_ns, Session};
 
 /// Dropped-tick counters as a dict.
 pub fn dropped_dict(py: Python<'_>, d: Dropped) -> PyResult<Bound<'_, PyDict>> {
@@ -15,16 +14,6 @@ pub fn dropped_dict(py: Python<'_>, d: Dropped) -> PyResult<Bound<'_, PyDict>> {
     out.set_item("out_of_session", d.out_of_session)?;
     out.set_item("late", d.late)?;
     Ok(out)
-}
-
-/// Convert a grace in milliseconds to nanoseconds, checking its range.
-pub fn grace_ns(grace_ms: i64) -> Result<i64, CoreError> {
-    if !(0..=86_400_000).contains(&grace_ms) {
-        return Err(CoreError::OutOfRange(format!(
-            "grace_ms must be between 0 and 86400000, got {grace_ms}"
-        )));
-    }
-    Ok(grace_ms * (SECOND_NS / 1000))
 }
 
 /// Streaming tick -> bar aggregation (see `_core.pyi`).
