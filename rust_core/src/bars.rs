@@ -764,6 +764,31 @@ pub fn merge_by_symbol(mut per_symbol: Vec<Vec<Bar>>, mut visit: impl FnMut(&Bar
     }
 }
 
+/// The common length of tick columns.
+///
+/// # Errors
+/// The columns differ in length.
+pub fn check_lengths(
+    ts_ns: &[i64],
+    price: &[f64],
+    qty: &[f64],
+    symbol: Option<&[i64]>,
+) -> CoreResult<usize> {
+    let n = ts_ns.len();
+    for len in [price.len(), qty.len()]
+        .into_iter()
+        .chain(symbol.map(<[i64]>::len))
+    {
+        if len != n {
+            return Err(CoreError::LengthMismatch {
+                left: n,
+                right: len,
+            });
+        }
+    }
+    Ok(n)
+}
+
 /// Add ` (tick index i)` to an error from the per-tick path.
 fn at_index(e: CoreError, i: usize) -> CoreError {
     match e {
@@ -799,18 +824,7 @@ pub fn build_bars_batch(
     session: &Session,
     mode: VolumeMode,
 ) -> CoreResult<BatchBars> {
-    let n = ts_ns.len();
-    for len in [price.len(), qty.len()]
-        .into_iter()
-        .chain(symbol.map(<[i64]>::len))
-    {
-        if len != n {
-            return Err(CoreError::LengthMismatch {
-                left: n,
-                right: len,
-            });
-        }
-    }
+    let n = check_lengths(ts_ns, price, qty, symbol)?;
     let mut bars = Vec::with_capacity(n / 64 + 16);
     if let Some(symbol) = symbol {
         let mut builder = BarBuilder::try_new(*session, mode, 0)?;

@@ -9,7 +9,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bars::{
-    check_tick, is_valid_tick, Bar, Dropped, SymbolBars, SymbolIndex, TickOutcome, VolumeMode,
+    check_lengths, check_tick, is_valid_tick, Bar, Dropped, SymbolBars, SymbolIndex, TickOutcome,
+    VolumeMode,
 };
 use crate::cross::Cross;
 use crate::ema::Ema;
@@ -345,18 +346,7 @@ impl Engine {
         flush: bool,
         out: &mut Vec<Event>,
     ) -> CoreResult<()> {
-        let n = ts_ns.len();
-        for len in [price.len(), qty.len()]
-            .into_iter()
-            .chain(symbol.map(<[i64]>::len))
-        {
-            if len != n {
-                return Err(CoreError::LengthMismatch {
-                    left: n,
-                    right: len,
-                });
-            }
-        }
+        check_lengths(ts_ns, price, qty, symbol)?;
         for (i, ((&t, &p), &q)) in ts_ns.iter().zip(price).zip(qty).enumerate() {
             check_tick(p, q)
                 .and_then(|()| check_ts(t))
