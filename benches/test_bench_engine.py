@@ -312,6 +312,53 @@ def test_on_tick(
         check_naive_matches_fast_path(tick_tuples)
 
 
+FRAME_TICKS = 20  # ticks per WebSocket frame for ``on_frame``
+
+# impl -> (a fresh callable, whether it takes whole frames) for the per-frame comparison
+FRAME_CONTENDERS: dict[str, Callable[[], tuple[Callable[..., Any], bool]]] = {
+    "ours": lambda: (new_engine().on_frame, True),
+    "on_tick loop": lambda: (new_engine().on_tick, False),
+}
+
+
+def as_frames(tick_tuples: list[Tick]) -> list[tuple[Any, ...]]:
+    """The ticks cut into frames of ``FRAME_TICKS`` as (ts, price, qty, symbol) arrays."""
+    sym, ts, px, qty = (np.array(c) for c in zip(*tick_tuples, strict=True))
+    return [
+        (
+            ts[i : i + FRAME_TICKS],
+            px[i : i + FRAME_TICKS],
+            qty[i : i + FRAME_TICKS],
+            sym[i : i + FRAME_TICKS],
+        )
+        for i in range(0, len(ts), FRAME_TICKS)
+    ]
+
+
+@benchlib.interleaved(FRAME_CONTENDERS)
+def test_on_frame(
+    benchmark: Any, scale: benchlib.Scale, tick_tuples: list[Tick], impl: str, block: int
+) -> None:
+    """``Engine.on_frame`` per 20-tick frame against the ``on_tick`` loop on the same ticks."""
+    frames = as_frames(tick_tuples)
+    make = FRAME_CONTENDERS[impl]
+
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        fn, takes_frames = make()
+        return (fn, frames if takes_frames else tick_tuples), {}
+
+    benchlib.bench(
+        benchmark,
+        group="on_frame/20sym",
+        impl=impl,
+        n=len(tick_tuples),
+        block=block,
+        fn=drive,
+        setup=setup,
+        rounds=scale.loop_rounds,
+    )
+
+
 def check_same_primary_work(tick_tuples: list[Tick]) -> None:
     """Not timed: the pure-Python pipeline does the same primary work (bars, EMAs, crosses)."""
     eng, ref = new_engine(), PurePythonPipeline()
