@@ -32,7 +32,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     for key in list(os.environ):
         if key.upper() in names:
             monkeypatch.delenv(key)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
@@ -82,7 +81,7 @@ def test_defaults_are_safe_and_runnable(tmp_path: Path) -> None:
     assert (s.db_pool_min, s.db_pool_max, s.write_spool_max) == (1, 10, 100_000)
     assert s.sqlite_synchronous == "FULL"
     assert (s.sim_seed, s.sim_speed, s.log_level) == (42, 1.0, "INFO")
-    data_dir = tmp_path / "xdg" / "mental-trader"
+    data_dir = tmp_path / "work" / "data"
     assert s.data_dir == data_dir
     assert s.database_url == f"sqlite:///{data_dir}/mental_trader.db"
     assert s.database_url.startswith("sqlite:////")  # absolute path: four slashes
@@ -92,12 +91,11 @@ def test_defaults_are_safe_and_runnable(tmp_path: Path) -> None:
     assert not data_dir.exists()  # config does no I/O
 
 
-def test_data_dir_without_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("XDG_DATA_HOME")
+def test_data_dir_default_and_home_expansion(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert load_settings().data_dir == tmp_path / "home" / ".local" / "share" / "mental-trader"
-    monkeypatch.setenv("XDG_DATA_HOME", "relative/ignored")  # the XDG spec ignores it
-    assert load_settings().data_dir == tmp_path / "home" / ".local" / "share" / "mental-trader"
+    assert load_settings().data_dir == tmp_path / "work" / "data"
     monkeypatch.setenv("DATA_DIR", "~/trader")
     s = load_settings()
     assert s.data_dir == tmp_path / "home" / "trader"

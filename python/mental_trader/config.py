@@ -19,7 +19,6 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import logging
-import os
 import re
 from datetime import date
 from pathlib import Path
@@ -69,10 +68,9 @@ _PLACEHOLDER_PATTERNS = (
 
 
 def _default_data_dir() -> Path:
-    xdg = os.environ.get("XDG_DATA_HOME", "")
-    # the XDG spec says to ignore a relative XDG_DATA_HOME
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
-    return base / "mental-trader"
+    # ./data of the directory the service starts in (the service issue's default), made
+    # absolute at start-up so a later chdir cannot move the database.
+    return Path("data").absolute()
 
 
 def _fail(message: str, keys: str | None = None) -> PydanticCustomError:
