@@ -36,7 +36,7 @@ Conventions:
 """
 
 from collections.abc import Mapping
-from typing import Final, final
+from typing import Any, Final, final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -369,6 +369,44 @@ class Engine:
         is validated before any tick is applied, so a bad input changes nothing. One call
         costs about what one :meth:`on_tick` call does, so a frame of a few dozen ticks
         runs far cheaper per tick than a Python loop of :meth:`on_tick`.
+        """
+    def warm_up(self, symbol: int, bars: Mapping[str, NDArray[Any]]) -> list[BarEvent]:
+        """Warm a new symbol up from history: its closed primary bars, oldest first.
+
+        The bars (columns ``ts``, ``open``, ``high``, ``low``, ``close``, ``volume``,
+        ``ticks``; a ``symbol`` column is ignored) run through the EMAs and the confirm
+        resampler exactly as if they had closed live; their events are returned. Afterwards
+        ticks in the last bar's bucket or earlier are late, and in cumulative volume mode the
+        first tick of that day only sets the volume baseline (adds no volume).
+
+        Raises:
+            InvalidInputError: the symbol already has state (warm up before its first tick),
+                or a bar is not at a primary bucket start, not after the previous one, or has
+                impossible prices or counts. Nothing changes then.
+        """
+    def restore_emas(
+        self,
+        symbol: int,
+        *,
+        confirm: bool,
+        fast: Mapping[str, Any],
+        slow: Mapping[str, Any],
+    ) -> None:
+        """Replace a symbol's EMA pair on one timeframe with stored :meth:`Ema.to_state` dicts.
+
+        For a bit-identical continuation after a restart: warm up from the stored bars, then
+        restore the EMA states persisted with the last of them. The crossover continues from
+        the restored values.
+
+        Raises:
+            InvalidInputError: unknown symbol, an invalid state, or periods other than
+                ``fast`` / ``slow`` of this engine.
+        """
+    def ema_states(self, symbol: int, *, confirm: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The (fast, slow) EMA states of a symbol on one timeframe, to persist with its bars.
+
+        Raises:
+            InvalidInputError: unknown symbol.
         """
     def snapshot(self) -> bytes:
         """The whole state as versioned bytes (restore with :meth:`from_snapshot`)."""

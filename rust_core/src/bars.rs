@@ -197,7 +197,8 @@ pub struct SymbolBars {
     last_end: i64,
     /// Where the day of the last bucket stops (see [`Bucket::close_ns`]).
     last_close: i64,
-    /// Local day of `last_start`, and the last cumulative volume seen that day.
+    /// Local day of `last_start`, and the last cumulative volume seen that day (NaN: not
+    /// known, after a warm-up from history; the next tick of that day sets it).
     cum_day: i64,
     cum_last: f64,
 }
@@ -216,6 +217,19 @@ impl SymbolBars {
             cum_day: i64::MIN,
             cum_last: 0.0,
         }
+    }
+
+    /// State after a warm-up from history: `bucket` is closed (its ticks and older ones are
+    /// late from now on) and no bar is open. The day's cumulative volume is unknown, so the
+    /// first tick of that day only sets the baseline (adds 0 volume) instead of counting the
+    /// whole day's volume into one bar.
+    pub fn seed_closed(&mut self, bucket: &Bucket) {
+        self.close();
+        self.last_start = bucket.start_ns;
+        self.last_end = bucket.end_ns;
+        self.last_close = bucket.close_ns;
+        self.cum_day = bucket.day;
+        self.cum_last = f64::NAN;
     }
 
     /// The symbol id.
@@ -317,6 +331,13 @@ impl SymbolBars {
         if bucket.day != self.cum_day {
             self.cum_day = bucket.day;
             self.cum_last = 0.0;
+        } else if self.cum_last.is_nan() {
+            // First tick after a warm-up, same day: it sets the baseline (see seed_closed).
+            self.cum_last = if mode == VolumeMode::Cumulative {
+                qty
+            } else {
+                0.0
+            };
         }
         let vol = self.volume_of(mode, qty);
         self.bar = Bar {
@@ -425,7 +446,9 @@ impl SymbolBars {
         } else if self.is_open || self.last_end != i64::MIN || self.last_close != i64::MIN {
             return bad("bucket fields without a first bucket");
         }
-        if !(0.0..f64::INFINITY).contains(&self.cum_last) {
+        // NaN (baseline unknown) only exists between a warm-up and the first tick after it.
+        let warm = self.cum_last.is_nan() && !self.is_open;
+        if !(warm || (0.0..f64::INFINITY).contains(&self.cum_last)) {
             return bad("cumulative volume out of range");
         }
         if self.is_open {

@@ -25,6 +25,14 @@ impl Default for Cross {
 }
 
 impl Cross {
+    /// State as if `(fast, slow)` was the last pair seen (restoring EMAs from storage).
+    pub fn primed(fast: f64, slow: f64) -> Self {
+        Self {
+            prev_fast: fast,
+            prev_slow: slow,
+        }
+    }
+
     /// Consume one (fast, slow) pair and return +1, -1 or 0.
     #[inline]
     pub fn update(&mut self, fast: f64, slow: f64) -> i8 {

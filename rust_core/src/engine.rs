@@ -13,7 +13,7 @@ use crate::bars::{
     VolumeMode,
 };
 use crate::cross::Cross;
-use crate::ema::Ema;
+use crate::ema::{Ema, EmaState};
 use crate::error::{CoreError, CoreResult};
 use crate::resample::Resampler;
 use crate::session::{check_ts, grace_ns, Session, SessionSpec};
@@ -72,6 +72,23 @@ impl Leg {
             slow: Ema::try_new(slow)?,
             cross: Cross::default(),
         })
+    }
+
+    /// Replace both EMAs; the crossover continues from their values.
+    fn restore(&mut self, fast: Ema, slow: Ema) -> CoreResult<()> {
+        if (fast.period(), slow.period()) != (self.fast.period(), self.slow.period()) {
+            return Err(CoreError::InvalidPeriod(format!(
+                "EMA state periods ({}, {}) differ from the engine's ({}, {})",
+                fast.period(),
+                slow.period(),
+                self.fast.period(),
+                self.slow.period()
+            )));
+        }
+        self.cross = Cross::primed(fast.value_or_nan(), slow.value_or_nan());
+        self.fast = fast;
+        self.slow = slow;
+        Ok(())
     }
 
     fn on_bar(&mut self, bar: Bar, timeframe_s: i64, is_confirm: bool) -> CoreResult<Event> {
@@ -262,12 +279,8 @@ impl Engine {
         check_ts(ts_ns)?;
         let (idx, is_new) = self.index.get_or_insert(symbol, self.syms.len());
         if is_new {
-            self.syms.push(SymbolEngine {
-                bars: SymbolBars::new(symbol),
-                confirm: Resampler::new(symbol),
-                primary_leg: Leg::new(self.config.fast, self.config.slow)?,
-                confirm_leg: Leg::new(self.config.fast, self.config.slow)?,
-            });
+            let st = self.new_symbol(symbol)?;
+            self.syms.push(st);
         }
         let sh = &self.shared;
         let st = self
@@ -297,6 +310,108 @@ impl Engine {
                 st.confirm_closed(sh, cb, out)
             }
         }
+    }
+
+    fn new_symbol(&self, symbol: i64) -> CoreResult<SymbolEngine> {
+        Ok(SymbolEngine {
+            bars: SymbolBars::new(symbol),
+            confirm: Resampler::new(symbol),
+            primary_leg: Leg::new(self.config.fast, self.config.slow)?,
+            confirm_leg: Leg::new(self.config.fast, self.config.slow)?,
+        })
+    }
+
+    fn symbol_mut(&mut self, symbol: i64) -> CoreResult<&mut SymbolEngine> {
+        self.index
+            .get(symbol)
+            .and_then(|i| self.syms.get_mut(i))
+            .ok_or_else(|| CoreError::invalid(format!("unknown symbol {symbol}")))
+    }
+
+    /// Warm a new symbol up from history: its closed primary bars, oldest first, run
+    /// through the EMAs and the confirm resampler exactly as if they had closed live
+    /// (their events are appended to `out`). Afterwards ticks in the last bar's bucket or
+    /// earlier are late, and in cumulative volume mode the first tick of that day only
+    /// sets the volume baseline.
+    ///
+    /// # Errors
+    /// The symbol already has state (ticks or a warm-up); a bar is not at a bucket start of
+    /// the primary timeframe, not after the previous one, or has impossible prices or
+    /// counts. Nothing changes on error.
+    pub fn warm_up(&mut self, symbol: i64, bars: &[Bar], out: &mut Vec<Event>) -> CoreResult<()> {
+        if self.index.get(symbol).is_some() {
+            return Err(CoreError::invalid(format!(
+                "symbol {symbol} already has state: warm up before its first tick"
+            )));
+        }
+        let sh = self.shared;
+        let mut last = None;
+        for (i, bar) in bars.iter().enumerate() {
+            check_ts(bar.ts)?;
+            let bucket = sh.primary.bucket(bar.ts)?;
+            let at_start = bucket.is_some_and(|b| b.start_ns == bar.ts);
+            let after = last.is_none_or(|prev: crate::session::Bucket| bar.ts > prev.start_ns);
+            if !at_start || !after || !bar.has_valid_prices() || !bar.has_valid_counts() {
+                return Err(CoreError::invalid(format!(
+                    "warm-up bar {i} (ts {}): not a closed {} s bar after the previous one",
+                    bar.ts, sh.timeframe_s
+                )));
+            }
+            last = bucket;
+        }
+        let mut st = self.new_symbol(symbol)?;
+        let mut events = Vec::with_capacity(bars.len() + bars.len() / 2);
+        for bar in bars {
+            st.primary_closed(&sh, Bar { symbol, ..*bar }, &mut events)?;
+        }
+        if let Some(bucket) = last {
+            st.bars.seed_closed(&bucket);
+        }
+        let (idx, _) = self.index.get_or_insert(symbol, self.syms.len());
+        debug_assert_eq!(idx, self.syms.len());
+        self.syms.push(st);
+        out.append(&mut events);
+        Ok(())
+    }
+
+    /// Replace a symbol's EMAs on one timeframe with stored states (bit-identical
+    /// continuation of a run that persisted them). The crossover continues from them.
+    ///
+    /// # Errors
+    /// Unknown symbol, invalid state, or periods other than the engine's.
+    pub fn restore_emas(
+        &mut self,
+        symbol: i64,
+        confirm: bool,
+        fast: EmaState,
+        slow: EmaState,
+    ) -> CoreResult<()> {
+        let (fast, slow) = (Ema::from_state(fast)?, Ema::from_state(slow)?);
+        let st = self.symbol_mut(symbol)?;
+        let leg = if confirm {
+            &mut st.confirm_leg
+        } else {
+            &mut st.primary_leg
+        };
+        leg.restore(fast, slow)
+    }
+
+    /// The (fast, slow) EMA states of a symbol on one timeframe, to persist with its bars.
+    ///
+    /// # Errors
+    /// Unknown symbol.
+    pub fn ema_states(&self, symbol: i64, confirm: bool) -> CoreResult<(EmaState, EmaState)> {
+        let st = self
+            .index
+            .get(symbol)
+            .and_then(|i| self.syms.get(i))
+            .ok_or_else(|| CoreError::invalid(format!("unknown symbol {symbol}")))?;
+        let leg = if confirm {
+            &st.confirm_leg
+        } else {
+            &st.primary_leg
+        };
+        Ok((leg.fast.state(), leg.slow.state()))
     }
 
     /// Close the bars whose bucket ended more than `grace_ms` before `now_ns`.

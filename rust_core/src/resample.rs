@@ -288,6 +288,11 @@ impl BarColumns<'_> {
         Ok(n)
     }
 
+    /// The rows in order, all as bars of `symbol` (the `symbol` column is ignored).
+    pub fn rows_as(&self, symbol: i64) -> impl Iterator<Item = Bar> + '_ {
+        self.rows_with(std::iter::repeat(symbol))
+    }
+
     /// The rows in order, as bars with the given symbols. Zipped slices, so the loop carries
     /// no per-column bounds checks; generic so each symbol source gets its own tight loop.
     fn rows_with<'s, S>(&'s self, symbols: S) -> impl Iterator<Item = Bar> + 's

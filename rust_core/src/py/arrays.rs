@@ -6,6 +6,7 @@ use pyo3::types::PyDict;
 
 use crate::bars::BarTable;
 use crate::error::{CoreError, CoreResult};
+use crate::resample::BarColumns;
 use crate::session::SessionSpec;
 
 pyo3::import_exception!(mental_trader.errors, InvalidInputError);
@@ -158,5 +159,61 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Float {
             ),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The columns of a bar dict (`ts`, `open`, `high`, `low`, `close`, `volume`, `ticks`, and
+/// optionally `symbol`) as checked numpy arrays.
+pub struct BarArrays<'py> {
+    ts: PyReadonlyArray1<'py, i64>,
+    symbol: Option<PyReadonlyArray1<'py, i64>>,
+    open: PyReadonlyArray1<'py, f64>,
+    high: PyReadonlyArray1<'py, f64>,
+    low: PyReadonlyArray1<'py, f64>,
+    close: PyReadonlyArray1<'py, f64>,
+    volume: PyReadonlyArray1<'py, f64>,
+    ticks: PyReadonlyArray1<'py, i64>,
+}
+
+impl<'py> BarArrays<'py> {
+    /// Take the columns out of a mapping, with errors naming the missing or bad column.
+    pub fn extract(bars: &Bound<'py, PyAny>) -> PyResult<Self> {
+        let col = |key: &str| -> PyResult<Bound<'py, PyAny>> {
+            bars.get_item(key)
+                .map_err(|_| invalid(format!("bars: missing column {key:?}")))
+        };
+        let symbol = if bars.contains("symbol").unwrap_or(false) {
+            Some(i64_array("bars['symbol']", &col("symbol")?)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            ts: i64_array("bars['ts']", &col("ts")?)?,
+            symbol,
+            open: f64_array("bars['open']", &col("open")?)?,
+            high: f64_array("bars['high']", &col("high")?)?,
+            low: f64_array("bars['low']", &col("low")?)?,
+            close: f64_array("bars['close']", &col("close")?)?,
+            volume: f64_array("bars['volume']", &col("volume")?)?,
+            ticks: i64_array("bars['ticks']", &col("ticks")?)?,
+        })
+    }
+
+    /// Borrowed slices of the columns (contiguity checked).
+    pub fn columns(&self) -> PyResult<BarColumns<'_>> {
+        Ok(BarColumns {
+            ts: slice("bars['ts']", &self.ts)?,
+            symbol: self
+                .symbol
+                .as_ref()
+                .map(|a| slice("bars['symbol']", a))
+                .transpose()?,
+            open: slice("bars['open']", &self.open)?,
+            high: slice("bars['high']", &self.high)?,
+            low: slice("bars['low']", &self.low)?,
+            close: slice("bars['close']", &self.close)?,
+            volume: slice("bars['volume']", &self.volume)?,
+            ticks: slice("bars['ticks']", &self.ticks)?,
+        })
     }
 }

@@ -4,10 +4,10 @@ use numpy::PyArray1;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use super::arrays::{detached, f64_array, i64_array, invalid, slice, Float, Int};
+use super::arrays::{detached, f64_array, i64_array, invalid, slice, BarArrays, Float, Int};
 use super::builder::dropped_dict;
-use super::types::PyBar;
-use crate::bars::VolumeMode;
+use super::types::{ema_state_dict, ema_state_from, PyBar};
+use crate::bars::{Bar, VolumeMode};
 use crate::engine::{Engine, EngineConfig, Event};
 
 /// A bar closed by the engine with its EMAs and crossover (frozen value).
@@ -282,6 +282,47 @@ impl PyEngine {
             return Err(e.into());
         }
         self.take_events(py)
+    }
+
+    /// Warm a new symbol up from its closed primary bars (see `_core.pyi`).
+    fn warm_up<'py>(
+        &mut self,
+        py: Python<'py>,
+        symbol: Int,
+        bars: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let arrays = BarArrays::extract(bars)?;
+        let cols = arrays.columns()?;
+        cols.checked_len()?;
+        let rows: Vec<Bar> = cols.rows_as(symbol.0).collect();
+        let mut events = Vec::new();
+        self.inner.warm_up(symbol.0, &rows, &mut events)?;
+        PyList::new(py, events.into_iter().map(PyBarEvent))
+    }
+
+    /// Replace a symbol's EMAs on one timeframe with stored states (see `_core.pyi`).
+    #[pyo3(signature = (symbol, *, confirm, fast, slow))]
+    fn restore_emas(
+        &mut self,
+        symbol: Int,
+        confirm: bool,
+        fast: &Bound<'_, PyAny>,
+        slow: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let (fast, slow) = (ema_state_from(fast)?, ema_state_from(slow)?);
+        Ok(self.inner.restore_emas(symbol.0, confirm, fast, slow)?)
+    }
+
+    /// The (fast, slow) EMA states of a symbol on one timeframe (see `_core.pyi`).
+    #[pyo3(signature = (symbol, *, confirm))]
+    fn ema_states<'py>(
+        &self,
+        py: Python<'py>,
+        symbol: Int,
+        confirm: bool,
+    ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyDict>)> {
+        let (fast, slow) = self.inner.ema_states(symbol.0, confirm)?;
+        Ok((ema_state_dict(py, &fast)?, ema_state_dict(py, &slow)?))
     }
 
     /// The whole state as versioned bytes.

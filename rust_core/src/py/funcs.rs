@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::arrays::{
-    detached, f64_array, i64_array, invalid, session_spec, slice, table_to_dict, Int,
+    detached, f64_array, i64_array, invalid, session_spec, slice, table_to_dict, BarArrays, Int,
 };
 use crate::bars::{self, BatchBars, VolumeMode};
 use crate::cross::crossovers_into;
@@ -151,44 +151,9 @@ pub fn resample_bars_py<'py>(
         session_end,
         utc_offset_minutes.0,
     ))?;
-    let col = |key: &str| -> PyResult<Bound<'_, PyAny>> {
-        bars.get_item(key)
-            .map_err(|_| invalid(format!("bars: missing column {key:?}")))
-    };
-    let has_symbol = bars.contains("symbol").unwrap_or(false);
-    let (ts, ticks) = (col("ts")?, col("ticks")?);
-    let (open, high, low, close, volume) = (
-        col("open")?,
-        col("high")?,
-        col("low")?,
-        col("close")?,
-        col("volume")?,
-    );
-    let ts = i64_array("bars['ts']", &ts)?;
-    let ticks = i64_array("bars['ticks']", &ticks)?;
-    let open = f64_array("bars['open']", &open)?;
-    let high = f64_array("bars['high']", &high)?;
-    let low = f64_array("bars['low']", &low)?;
-    let close = f64_array("bars['close']", &close)?;
-    let volume = f64_array("bars['volume']", &volume)?;
-    let symbol = if has_symbol {
-        Some(i64_array("bars['symbol']", &col("symbol")?)?)
-    } else {
-        None
-    };
-    let cols = resample::BarColumns {
-        ts: slice("bars['ts']", &ts)?,
-        symbol: symbol
-            .as_ref()
-            .map(|a| slice("bars['symbol']", a))
-            .transpose()?,
-        open: slice("bars['open']", &open)?,
-        high: slice("bars['high']", &high)?,
-        low: slice("bars['low']", &low)?,
-        close: slice("bars['close']", &close)?,
-        volume: slice("bars['volume']", &volume)?,
-        ticks: slice("bars['ticks']", &ticks)?,
-    };
+    let arrays = BarArrays::extract(bars)?;
+    let cols = arrays.columns()?;
+    let has_symbol = cols.symbol.is_some();
     let table = detached(py, || {
         resample::resample_columns(&cols, &coarse).map(BatchBars::into_table)
     })?;

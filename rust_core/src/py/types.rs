@@ -132,6 +132,29 @@ fn state_field<T: for<'a, 'py> FromPyObject<'a, 'py>>(
         .map_err(|_| invalid(format!("ema state: bad value for {key:?}: {value}")))
 }
 
+/// An EMA state as the dict `Ema.to_state()` returns.
+pub fn ema_state_dict<'py>(py: Python<'py>, s: &EmaState) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("period", s.period)?;
+    d.set_item("count", s.count)?;
+    d.set_item("seed_sum", s.seed_sum)?;
+    d.set_item("value", s.value)?;
+    Ok(d)
+}
+
+/// An EMA state from a `to_state()` dict (validated later by `Ema::from_state`).
+pub fn ema_state_from(state: &Bound<'_, PyAny>) -> PyResult<EmaState> {
+    let state = state
+        .cast::<PyMapping>()
+        .map_err(|_| invalid("ema state must be a mapping (the dict from to_state())"))?;
+    Ok(EmaState {
+        period: state_field(state, "period")?,
+        count: state_field(state, "count")?,
+        seed_sum: state_field(state, "seed_sum")?,
+        value: state_field(state, "value")?,
+    })
+}
+
 #[pymethods]
 impl PyEma {
     #[new]
@@ -171,27 +194,13 @@ impl PyEma {
 
     /// Exact state: period, count, seed_sum, value.
     fn to_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.0.state();
-        let d = PyDict::new(py);
-        d.set_item("period", s.period)?;
-        d.set_item("count", s.count)?;
-        d.set_item("seed_sum", s.seed_sum)?;
-        d.set_item("value", s.value)?;
-        Ok(d)
+        ema_state_dict(py, &self.0.state())
     }
 
     /// Rebuild from `to_state()`.
     #[staticmethod]
     fn from_state(state: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let state = state
-            .cast::<PyMapping>()
-            .map_err(|_| invalid("ema state must be a mapping (the dict from to_state())"))?;
-        let s = EmaState {
-            period: state_field(state, "period")?,
-            count: state_field(state, "count")?,
-            seed_sum: state_field(state, "seed_sum")?,
-            value: state_field(state, "value")?,
-        };
+        let s = ema_state_from(state)?;
         Ok(Self(Ema::from_state(s)?))
     }
 
