@@ -11,7 +11,7 @@ bad input is also a ``ValueError`` so generic callers keep working::
     ├── BrokerError                      broker refused or failed a request
     │   ├── OrderRejected
     │   └── AuthError
-    └── StorageError                     the store could not read or write
+    └── StorageError                     the store could not read or write (``retryable``)
 
 ``PanicException`` (re-exported from the extension) is a ``BaseException``: it means a
 bug in the Rust core, never bad input. Catch it by name in the engine supervisor only.
@@ -77,7 +77,17 @@ class AuthError(BrokerError):
 
 
 class StorageError(MentalTraderError):
-    """The store could not read or write."""
+    """The store could not read or write.
+
+    Attributes:
+        retryable: True for an outage (connection refused or lost, timeout, database
+            locked): the same write may succeed later. False for a write the database
+            refused on its merits (constraint, bad value), which retrying cannot fix.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 # Imported last: the extension imports InvalidInputError from this module when it raises.
