@@ -1,0 +1,216 @@
+"""The command line: ``python -m mental_trader <command>``.
+
+Commands:
+    db upgrade      apply pending database migrations and show the schema version
+    backfill        load recent sessions of candles from the broker into the store
+
+(``serve`` and ``run`` come with the service.) The settings are built once here, from
+the environment and ``.env``, and passed down. Exit status: 0 success, 1 failure (a
+backfill with shortfalls on closed sessions or broker failures, a storage error), 2 bad
+usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from mental_trader.backfill import backfill
+from mental_trader.brokers.sim import SimBroker
+from mental_trader.calendar import TradingCalendar
+from mental_trader.config import Settings, load_settings, parse_timeframe
+from mental_trader.errors import ConfigError, InvalidInputError, StorageError
+from mental_trader.storage.base import open_store
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger(__name__)
+
+_PROG = "mental_trader"
+_EXIT_FAILED = 1
+_EXIT_USAGE = 2
+
+Handler = Callable[[Settings, argparse.Namespace], int]
+
+
+def _timeframe(text: str) -> int:
+    try:
+        return parse_timeframe(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _symbols(text: str) -> tuple[str, ...]:
+    """``"RELIANCE, nse:infy"`` → ``("NSE:RELIANCE", "NSE:INFY")`` (NSE when unqualified)."""
+    out: list[str] = []
+    for entry in text.split(","):
+        name = entry.strip().upper()
+        if not name:
+            continue
+        symbol = name if ":" in name else f"NSE:{name}"
+        exchange, _, tradingsymbol = symbol.partition(":")
+        if not exchange.strip() or not tradingsymbol.strip():
+            raise argparse.ArgumentTypeError(f"malformed symbol {entry.strip()!r}")
+        out.append(f"{exchange.strip()}:{tradingsymbol.strip()}")
+    if not out:
+        raise argparse.ArgumentTypeError("no symbols given")
+    return tuple(dict.fromkeys(out))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command (each sets ``handler``)."""
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description="Mental Trader: algorithmic scalping / intraday trading for NSE.",
+        epilog="Settings come from the environment and .env (see .env.example).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_commands.add_parser(
+        "upgrade", help="apply pending migrations to DATABASE_URL and show the version"
+    )
+    upgrade.set_defaults(handler=_db_upgrade)
+
+    fill = commands.add_parser(
+        "backfill", help="load recent sessions of candles from the broker into the store"
+    )
+    fill.add_argument(
+        "--symbols",
+        type=_symbols,
+        default=None,
+        help="comma-separated symbols, e.g. RELIANCE,INFY (NSE unless qualified; "
+        "default: the WATCHLIST)",
+    )
+    fill.add_argument(
+        "--days", type=_positive_int, default=5, help="number of sessions (default 5)"
+    )
+    fill.add_argument(
+        "--timeframe",
+        type=_timeframe,
+        default=60,
+        metavar="TF",
+        help="bar length: 1m, 5m, 15m, 1h, ... (default 1m)",
+    )
+    fill.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fill.set_defaults(handler=_backfill)
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
+def _say(text: str) -> None:
+    """Command output, on stdout (the only place the package prints)."""
+    print(text)  # noqa: T201
+
+
+def _fail(message: str, status: int = _EXIT_FAILED) -> int:
+    """One line on stderr; return the exit status."""
+    print(f"{_PROG}: {message}", file=sys.stderr)  # noqa: T201
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return the process exit status.
+
+    Args:
+        argv: the arguments after the program name (default ``sys.argv[1:]``).
+    """
+    args = build_parser().parse_args(argv)
+    # WARNING until the settings say otherwise, so .env typo warnings are seen
+    _configure_logging("WARNING")
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        return _fail(str(exc), _EXIT_USAGE)
+    _configure_logging(settings.log_level)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return _fail(f"cannot create the data directory {settings.data_dir}: {exc}")
+    handler: Handler = args.handler
+    try:
+        return handler(settings, args)
+    except StorageError as exc:
+        return _fail(f"storage error: {exc}")
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+
+
+def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        store = open_store(settings.database_url)
+    except InvalidInputError as exc:
+        return _fail(str(exc), _EXIT_USAGE)
+
+    async def upgrade() -> tuple[list[int], int]:
+        async with store:
+            applied = await store.migrate()
+            return applied, await store.schema_version()
+
+    applied, version = asyncio.run(upgrade())
+    _say(f"database: {settings.database_url_safe}")
+    if applied:
+        _say(f"applied migrations: {', '.join(str(v) for v in applied)}")
+    else:
+        _say("applied migrations: none (up to date)")
+    _say(f"schema version: {version}")
+    return 0
+
+
+def _calendar(settings: Settings) -> TradingCalendar:
+    return TradingCalendar(
+        extra_holidays=settings.extra_holidays,
+        extra_sessions=settings.extra_sessions,
+        session_start=settings.session_start,
+        session_end=settings.session_end,
+    )
+
+
+def _backfill(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.broker != "sim":
+        return _fail(f"backfill from BROKER={settings.broker} is not available yet", _EXIT_USAGE)
+    try:
+        store = open_store(settings.database_url)
+    except InvalidInputError as exc:
+        return _fail(str(exc), _EXIT_USAGE)
+    calendar = _calendar(settings)
+    symbols: tuple[str, ...] = args.symbols or settings.watchlist
+
+    async def run() -> int:
+        async with store, SimBroker.from_settings(settings, calendar=calendar) as broker:
+            await store.migrate()
+            report = await backfill(
+                store,
+                broker,
+                calendar,
+                symbols,
+                args.days,
+                args.timeframe,
+                progress=not args.no_progress,
+            )
+        _say(report.summary())
+        return 0 if report.ok else _EXIT_FAILED
+
+    return asyncio.run(run())
