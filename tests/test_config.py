@@ -72,6 +72,7 @@ def test_defaults_are_safe_and_runnable(tmp_path: Path) -> None:
     assert (s.stop_loss_pct, s.target_pct, s.trailing_stop_pct) == (0.5, 1.0, None)
     assert (s.max_position_value, s.max_open_positions, s.max_trades_per_day) == (50_000.0, 3, 20)
     assert (s.max_orders_per_second, s.product) == (5, "MIS")
+    assert (s.paper_half_spread_bps, s.paper_slippage_bps, s.charges_file) == (2.0, 1.0, None)
     assert (s.options_enabled, s.options_underlyings, s.options_max_lots) == (False, ("NIFTY",), 2)
     assert (s.options_min_days_to_expiry, s.options_premium_risk) == (0, 2000.0)
     assert (s.options_debounce_s, s.options_cooldown_s) == (5.0, 60.0)
@@ -444,6 +445,18 @@ def test_risk_limits() -> None:
     assert "PRODUCT: Input should be 'MIS', 'CNC' or 'NRML'" in config_error(product="BO")
     s = load_settings(product="nrml", trailing_stop_pct="0.3", log_level="debug")
     assert (s.product, s.trailing_stop_pct, s.log_level) == ("NRML", 0.3, "DEBUG")
+
+
+def test_paper_and_charges_settings(tmp_path: Path) -> None:
+    table = tmp_path / "my charges.toml"
+    table.write_text("version = 1\n", encoding="utf-8")
+    s = load_settings(paper_half_spread_bps="0", paper_slippage_bps="2.5", charges_file=table)
+    assert (s.paper_half_spread_bps, s.paper_slippage_bps, s.charges_file) == (0.0, 2.5, table)
+    assert s.public_dict()["charges_file"] == str(table)
+    assert "PAPER_SLIPPAGE_BPS" in config_error(paper_slippage_bps=-1)
+    assert "PAPER_HALF_SPREAD_BPS" in config_error(paper_half_spread_bps=1001)
+    assert "CHARGES_FILE: no such file" in config_error(charges_file=tmp_path / "missing.toml")
+    assert "CHARGES_FILE: no such file" in config_error(charges_file=tmp_path)
 
 
 def test_options_and_store_rules() -> None:

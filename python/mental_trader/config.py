@@ -227,6 +227,11 @@ class Settings(BaseSettings):
     max_orders_per_second: int = Field(5, ge=1, le=9)  # the broker allows 10/s
     product: Literal["MIS", "CNC", "NRML"] = "MIS"
 
+    # -- paper execution and charges --------------------------------------------------
+    paper_half_spread_bps: float = Field(2.0, ge=0, le=1000)
+    paper_slippage_bps: float = Field(1.0, ge=0, le=1000)
+    charges_file: Path | None = None  # None: the packaged Zerodha table
+
     # -- options --------------------------------------------------------------------
     options_enabled: bool = False
     options_underlyings: Annotated[tuple[str, ...], NoDecode] = ("NIFTY",)
@@ -404,6 +409,16 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("charges_file")
+    @classmethod
+    def _charges_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        path = value.expanduser().absolute()  # a later chdir must not move it
+        if not path.is_file():
+            raise _fail(f"no such file {str(path)!r}")
+        return path
 
     # -- cross-field checks (each on the later field) ---------------------------------
 
@@ -692,6 +707,7 @@ _PUBLIC_FIELDS = (
     "capital", "risk_per_trade_pct", "stop_loss_pct", "target_pct", "trailing_stop_pct",
     "max_position_value", "max_open_positions", "max_trades_per_day", "daily_loss_limit",
     "max_orders_per_second", "product",
+    "paper_half_spread_bps", "paper_slippage_bps", "charges_file",
     "options_enabled", "options_underlyings", "options_min_days_to_expiry", "options_max_lots",
     "options_premium_risk", "options_debounce_s", "options_cooldown_s",
     "notify_timeout_s", "smtp_host", "smtp_port",
