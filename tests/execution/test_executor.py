@@ -7,6 +7,7 @@ tick price and every P&L below is exact: gross minus the charges table's totals.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
 from datetime import date
 
@@ -26,8 +27,12 @@ def fees(rig: Rig, side: Side, price: float, qty: int) -> float:
     return rig.charges.compute(DAY, "equity_intraday", side, price, qty).total
 
 
+_SIGNALS = itertools.count(1)
+
+
 async def open_position(rig: Rig, symbol: str, price: float, qty: int = 100) -> str:
-    result = await rig.executor.enter(symbol, Side.BUY, qty, price, "cross up", "sig-1")
+    signal = f"sig-{next(_SIGNALS)}"
+    result = await rig.executor.enter(symbol, Side.BUY, qty, price, "cross up", signal)
     assert result.ok, result.reason
     await rig.tick_and_pump(symbol, price)
     assert rig.executor.positions()[-1].symbol == symbol or any(
@@ -426,3 +431,17 @@ async def test_run_task_applies_fills_and_flattens_on_its_own(make_rig: RigFacto
         await until(lambda: rig.executor.is_flat)
         task.cancel()
     assert rig.risk.state is TradingState.HALTED
+
+
+async def test_a_replayed_signal_never_sends_a_second_order(make_rig: RigFactory) -> None:
+    rig = await make_rig()
+    first = await rig.executor.enter(REL, Side.BUY, 10, 2500.0, "cross up", "sig-replayed")
+    assert first.ok, first.reason
+    await rig.tick_and_pump(REL, 2500.0)
+    await rig.executor.exit(REL, "done")
+    await rig.tick_and_pump(REL, 2501.0)
+    assert rig.executor.is_flat
+    again = await rig.executor.enter(REL, Side.BUY, 10, 2500.0, "cross up", "sig-replayed")
+    assert not again.ok
+    entries = [o for o in await rig.store.load_orders() if o.signal_id == "sig-replayed"]
+    assert len(entries) == 1

@@ -41,6 +41,7 @@ from mental_trader.execution.orders import (
     OrderRole,
     TickSink,
     WorkingOrder,
+    client_id_for,
     new_client_id,
     opposite,
     round_to_tick,
@@ -194,7 +195,7 @@ class Executor:
         if limit_price is not None:
             price = round_to_tick(limit_price, instrument.tick_size, opposite(side))
         intent = OrderIntent(
-            client_id=new_client_id(),
+            client_id=new_client_id() if signal_id is None else client_id_for(signal_id),
             symbol=symbol,
             side=side,
             qty=decision.qty,

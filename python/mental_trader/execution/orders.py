@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import secrets
 from collections.abc import Callable, Mapping
@@ -60,6 +61,16 @@ _EPS = 1e-9  # price / tick ratios this close to a whole number are on the grid
 def new_client_id() -> str:
     """A fresh client id: ``"MT"`` + 18 lowercase hex digits (20 alphanumeric characters)."""
     return "MT" + secrets.token_hex((CLIENT_ID_LENGTH - 2) // 2)
+
+
+def client_id_for(signal_id: str) -> str:
+    """The client id of the entry a signal asks for: ``"MT"`` + 18 hex digits of its hash.
+
+    Deterministic, so a signal replayed after a restart maps to the same client id and the
+    store's unique key refuses the second intent: one signal can never send two orders.
+    """
+    digest = hashlib.sha256(signal_id.encode()).hexdigest()
+    return "MT" + digest[: CLIENT_ID_LENGTH - 2]
 
 
 def opposite(side: Side) -> Side:
