@@ -1,10 +1,12 @@
 """The command line: ``python -m mental_trader <command>``.
 
 Commands:
+    serve           the trading engine and the HTTP API (http://127.0.0.1:8000)
+    run             the trading engine alone (headless)
     db upgrade      apply pending database migrations and show the schema version
     backfill        load recent sessions of candles from the broker into the store
 
-(``serve`` and ``run`` come with the service.) The settings are built once here, from
+The settings are built once here, from
 the environment and ``.env``, and passed down. Exit status: 0 success, 1 failure (a
 backfill with shortfalls on closed sessions or broker failures, a storage error), 2 bad
 usage or configuration.
@@ -14,9 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from mental_trader.backfill import backfill
 from mental_trader.brokers.sim import SimBroker
@@ -108,7 +111,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fill.add_argument("--no-progress", action="store_true", help="no progress bar")
     fill.set_defaults(handler=_backfill)
+
+    serve = commands.add_parser("serve", help="run the engine and the HTTP API")
+    serve.add_argument("--host", default=None, help="bind address (default API_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=_positive_int, default=None, help="default API_PORT, 8000")
+    serve.add_argument(
+        "--speed", type=_speed, default=None, help="sim clock speed (default SIM_SPEED, 1)"
+    )
+    serve.add_argument("--no-autostart", action="store_true", help="wait for POST /control/start")
+    serve.set_defaults(handler=_serve)
+
+    run = commands.add_parser("run", help="run the engine without the API (headless)")
+    run.add_argument(
+        "--speed", type=_speed, default=None, help="sim clock speed (default SIM_SPEED, 1)"
+    )
+    run.set_defaults(handler=_run)
     return parser
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
 
 
 def _configure_logging(level: str) -> None:
@@ -212,5 +240,74 @@ def _backfill(settings: Settings, args: argparse.Namespace) -> int:
             )
         _say(report.summary())
         return 0 if report.ok else _EXIT_FAILED
+
+    return asyncio.run(run())
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from mental_trader.api import create_app
+    from mental_trader.api.auth import check_bind, resolve_api_token
+    from mental_trader.runtime import open_service
+
+    host = args.host or settings.api_host
+    port = args.port or settings.api_port
+    try:
+        check_bind(host, settings)
+        token, generated = resolve_api_token(settings)
+    except ConfigError as exc:
+        return _fail(str(exc), _EXIT_USAGE)
+
+    class Server(uvicorn.Server):
+        # uvicorn re-raises SIGTERM after its own shutdown, which would kill the process
+        # before the service flushes; we handle the signals ourselves instead.
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    async def serve() -> int:
+        import signal
+
+        async with open_service(settings, speed=args.speed) as service:
+            app = create_app(settings, service, api_token=token)
+            config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+            server = Server(config)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, setattr, server, "should_exit", True)
+            if not args.no_autostart:
+                await service.start()
+            shown = "http://127.0.0.1" if host in ("0.0.0.0", "::") else f"http://{host}"
+            _say(f"Mental Trader is serving at {shown}:{port}/  (API docs: /docs)")
+            if generated:
+                # Shown once, like Jupyter's token; it is kept in the data directory.
+                _say(f"API token (send as 'Authorization: Bearer <token>'): {token}")
+            else:
+                _say("API token: the configured API_TOKEN (or the one in the data directory)")
+            await server.serve()  # returns on SIGINT / SIGTERM
+            _say("shutting down: no new entries, flushing writes")
+        return 0
+
+    return asyncio.run(serve())
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    import signal
+
+    from mental_trader.runtime import open_service
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with open_service(settings, speed=args.speed) as service:
+            await service.start()
+            _say("Mental Trader is running headless; stop with Ctrl-C or SIGTERM")
+            await stop.wait()
+            _say("shutting down: no new entries, flushing writes")
+            failed = bool(service.last_error)
+        return _EXIT_FAILED if failed else 0
 
     return asyncio.run(run())

@@ -166,12 +166,16 @@ class Broker(Protocol):
         """
         ...
 
-    async def subscribe(self, symbols: Sequence[str]) -> Feed:
+    async def subscribe(
+        self, symbols: Sequence[str], *, resume_from_ns: int | None = None
+    ) -> Feed:
         """Start a live tick stream of ``symbols`` (ids 0..N-1 in this order).
 
         Args:
             symbols: exchange-qualified symbols, no duplicates; an index ticks with
                 volume 0.
+            resume_from_ns: where the caller's stored bars end (ns UTC): a feed that can
+                replay (the sim) starts there; a live broker ignores it.
 
         Returns:
             The feed, not yet iterated: ``async with await broker.subscribe(s) as feed:

@@ -1,0 +1,104 @@
+"""Wiring: the store, the broker, the clock, the notifier and the service, built from settings.
+
+``serve`` and ``run`` (and the end-to-end tests) share :func:`open_service`, so the service
+a user starts is the one the tests drive.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from mental_trader.brokers.sim import SimBroker
+from mental_trader.brokers.sim.clock import SimClock, session_open
+from mental_trader.calendar import TradingCalendar
+from mental_trader.config import Settings
+from mental_trader.errors import ConfigError
+from mental_trader.notify import Notifier
+from mental_trader.service import DualTimeframeService
+from mental_trader.storage import open_store
+from mental_trader.storage.base import dt_to_ns, ns_to_dt
+from mental_trader.strategy.registry import strategy_for_mode
+
+__all__ = ["calendar_for", "open_service"]
+
+log = logging.getLogger(__name__)
+
+
+def calendar_for(settings: Settings) -> TradingCalendar:
+    """The trading calendar the settings describe (exchange data plus local overrides)."""
+    return TradingCalendar(
+        extra_holidays=settings.extra_holidays,
+        extra_sessions=settings.extra_sessions,
+        session_start=settings.session_start,
+        session_end=settings.session_end,
+    )
+
+
+@asynccontextmanager
+async def open_service(
+    settings: Settings, *, speed: float | None = None, start_ns: int | None = None
+) -> AsyncIterator[DualTimeframeService]:
+    """The service with everything it needs, opened in order and closed in reverse.
+
+    The store is migrated. With the sim broker the market clock starts at the latest
+    session open (or ``start_ns``), and where stored bars already reach further into that
+    session (a restart), at their end, so the stream continues where it stopped.
+
+    Args:
+        settings: the configuration.
+        speed: simulated seconds per real second (default SIM_SPEED).
+        start_ns: the sim clock's start (ns UTC); default as above.
+
+    Raises:
+        ConfigError: a broker this build cannot run yet.
+    """
+    if settings.broker != "sim":
+        raise ConfigError(f"BROKER={settings.broker}: only the sim broker is available yet")
+    async with AsyncExitStack() as stack:
+        store = await stack.enter_async_context(
+            open_store(settings.database_url, **_store_options(settings))
+        )
+        await store.migrate()
+        calendar = calendar_for(settings)
+        start = start_ns
+        if start is None:
+            start = dt_to_ns(session_open(calendar))
+            tf = strategy_for_mode(settings).primary_timeframe_s
+            last = await store.load_last_candles(settings.watchlist, tf, 1)
+            ends = [int(c["ts"][-1]) + tf * 1_000_000_000 for c in last.values() if len(c["ts"])]
+            day_end = start + calendar.session_seconds * 1_000_000_000
+            if ends and start < max(ends) < day_end:
+                start = max(ends)  # a restart: continue the session where the bars end
+        clock = SimClock(ns_to_dt(start), speed or settings.sim_speed)
+        broker = await stack.enter_async_context(
+            SimBroker.from_settings(settings, calendar=calendar, clock=clock)
+        )
+        notifier = Notifier(settings)
+        await notifier.start()
+        stack.push_async_callback(notifier.close)
+        service = DualTimeframeService(
+            settings,
+            store=store,
+            broker=broker,
+            calendar=calendar,
+            notifier=notifier,
+            market_now=clock.now,
+        )
+        stack.push_async_callback(service.close)
+        log.info(
+            "service ready: %s on %s, %s execution, sim clock from %s at %gx",
+            settings.mode,
+            settings.database_url_safe,
+            settings.execution,
+            ns_to_dt(start).isoformat(),
+            clock.speed,
+        )
+        yield service
+
+
+def _store_options(settings: Settings) -> dict[str, object]:
+    if settings.database_backend == "sqlite":
+        return {"synchronous": settings.sqlite_synchronous}
+    return {"min_size": settings.db_pool_min, "max_size": settings.db_pool_max}

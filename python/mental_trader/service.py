@@ -1,0 +1,537 @@
+"""The trading service (the seed's DualTimeframeService): feed → Engine → strategy → orders.
+
+One task runs the tick loop: every feed frame goes into the Rust :class:`Engine` in one call
+(``on_frame``); only when a bar closes does Python do more — persist the bar and the EMA
+state that consumed it (through the write-behind :class:`StoreWriter`, never awaited on
+the loop), run the strategy, and hand its signals to the order task. Orders go through
+the :class:`Executor` on their own task, so a slow store or broker never holds up ticks.
+
+Start-up: resolve instruments; load the last WARMUP_BARS bars per symbol from the store,
+fetching history through the broker for whatever is missing; warm the engine up from
+them; restore the EMA states stored with the last bars (a restart continues with the same
+EMA values as an uninterrupted run); reload open trades; subscribe to ticks from where
+the stored bars end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import math
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from mental_trader.api.metrics import Metrics
+from mental_trader.backfill import backfill
+from mental_trader.brokers.base import Broker, Feed
+from mental_trader.calendar import TradingCalendar
+from mental_trader.config import Settings
+from mental_trader.core import BarEvent, Engine
+from mental_trader.execution import ChargesTable, Executor, PaperGateway
+from mental_trader.models import EmaStateRow, Event, Instrument, Side
+from mental_trader.notify import Notifier
+from mental_trader.risk import RiskManager
+from mental_trader.storage import CandleRow, Store, StoreWriter
+from mental_trader.storage.base import ns_to_dt
+from mental_trader.strategy import PositionView, Signal, Strategy
+from mental_trader.strategy.registry import strategy_for_mode
+
+__all__ = ["DualTimeframeService", "ServiceClock"]
+
+log = logging.getLogger(__name__)
+
+_TIMER_NS = 250_000_000  # close bars by the clock at most this often (feed time)
+
+
+class ServiceClock:
+    """Trading-side clock: times from the market clock, throttles on real time.
+
+    Stamps (intents, fills, trades) follow the market clock — the simulated one in sim —
+    while the order throttle and retries wait in real seconds, as broker rate limits do.
+    """
+
+    def __init__(self, market_now: Any) -> None:
+        self._market_now = market_now
+
+    def now(self) -> datetime:
+        """The market clock's time (aware UTC)."""
+        value: datetime = self._market_now()
+        return value
+
+    def monotonic(self) -> float:
+        """Real monotonic seconds."""
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep real seconds without blocking the loop."""
+        await asyncio.sleep(seconds)
+
+
+@dataclasses.dataclass
+class _SymbolState:
+    """What /status shows per symbol and what the strategy needs to see of a position."""
+
+    symbol: str
+    last_price: float | None = None
+    last_tick_ns: int | None = None
+    bars: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    view: PositionView | None = None
+
+
+class DualTimeframeService:
+    """The live trading loop on a primary and a confirm timeframe (see the module docstring).
+
+    Args:
+        settings: the configuration.
+        store: a connected, migrated store.
+        broker: the market data source (sim or a real broker).
+        calendar: the trading calendar.
+        notifier: optional notifier (started and closed by the caller).
+        metrics: the Prometheus metrics (a new set by default).
+        market_now: the market clock (default: the broker's).
+        strategy: the strategy (default: the one MODE names).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store,
+        broker: Broker,
+        calendar: TradingCalendar,
+        notifier: Notifier | None = None,
+        metrics: Metrics | None = None,
+        market_now: Any = None,
+        strategy: Strategy | None = None,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self.broker = broker
+        self.calendar = calendar
+        self.notifier = notifier
+        self._metrics = metrics or Metrics()
+        self.strategy = strategy or strategy_for_mode(settings)
+        self.clock = ServiceClock(market_now or _utc_now)
+        self.writer = StoreWriter(store, max_spool=settings.write_spool_max)
+        self._metrics.bind_writer(self.writer.health)
+        self.engine = self._new_engine()
+        self.charges = ChargesTable.load(settings.charges_file)
+        self.risk = RiskManager(settings, self.clock)
+        self.gateway: PaperGateway | None = None
+        self.executor: Executor | None = None
+        self.symbols: list[str] = []
+        self._ids: dict[str, int] = {}
+        self._state: dict[str, _SymbolState] = {}
+        self._instruments: dict[str, Instrument] = {}
+        self._signals: asyncio.Queue[Signal] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._feed: Feed | None = None
+        self._feed_state = "stopped"
+        self._last_tick_mono: float | None = None
+        self._resume_ns: int | None = None
+        self.last_error = ""
+
+    # ----------------------------------------------------------------- ServiceApi
+
+    @property
+    def settings(self) -> Settings:
+        """The configuration."""
+        return self._settings
+
+    @property
+    def store(self) -> Store:
+        """The store."""
+        return self._store
+
+    @property
+    def metrics(self) -> Metrics:
+        """The Prometheus metrics."""
+        return self._metrics
+
+    @property
+    def running(self) -> bool:
+        """Whether the engine loop runs."""
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> bool:
+        """Start the engine loop; False if it already runs (one loop, whatever the races)."""
+        async with self._lock:
+            if self.running:
+                return False
+            self.writer.start()
+            self.metrics.loop_lag.start()
+            self._task = asyncio.create_task(self._run(), name="trading-loop")
+            return True
+
+    async def stop(self) -> bool:
+        """Stop new work, cancel the loop, flush pending writes. False if not running."""
+        async with self._lock:
+            task, self._task = self._task, None
+            if task is None:
+                return False
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await self.writer.flush(10.0)
+            return True
+
+    async def close(self) -> None:
+        """Stop and release what the service owns (the writer, the lag monitor)."""
+        await self.stop()
+        await self.writer.close()
+        await self.metrics.loop_lag.stop()
+
+    async def halt(self, reason: str) -> None:
+        """Kill switch: no new entries until the next session, and flatten."""
+        if self.executor is None:
+            self.risk.halt(reason)
+            return
+        await self.executor.halt(reason)
+        self._event("halt", f"halted: {reason}", level="WARNING")
+
+    async def flatten(self, reason: str) -> None:
+        """Exit every position and cancel working entries."""
+        if self.executor is not None:
+            await self.executor.flatten(reason)
+
+    def health(self) -> dict[str, Any]:
+        """Liveness and readiness (see ``api.deps.ServiceApi.health``)."""
+        db = dataclasses.asdict(self.writer.health())
+        age = None if self._last_tick_mono is None else time.monotonic() - self._last_tick_mono
+        lag = self.metrics.loop_lag.snapshot()
+        if not self.running and self.last_error:
+            status = "down"
+        elif db["state"] != "ok" or self._feed_state not in ("live", "stopped"):
+            status = "degraded"
+        else:
+            status = "ok"
+        return {
+            "status": status,
+            "feed": {"state": self._feed_state, "symbols": len(self.symbols)},
+            "last_tick_age_s": age,
+            "db": db,
+            "broker_session": "n/a (sim)" if self.settings.broker == "sim" else "unknown",
+            "loop_lag_ms": lag.p99_ms,
+            "engine_running": self.running,
+        }
+
+    def status(self) -> dict[str, Any]:
+        """Running and trading state, per-symbol last bars and EMAs, positions, P&L."""
+        positions = [
+            {
+                "symbol": p.symbol,
+                "qty": p.qty,
+                "avg_price": p.avg_price,
+                "last_price": self._state[p.symbol].last_price if p.symbol in self._state else None,
+            }
+            for p in (self.executor.positions() if self.executor else [])
+        ]
+        return {
+            "running": self.running,
+            "mode": self.settings.mode,
+            "strategy": self.strategy.name,
+            "timeframes": {
+                "primary_s": self.engine.timeframe_s,
+                "confirm_s": self.engine.confirm_timeframe_s,
+            },
+            "market_time": self.clock.now().isoformat(),
+            "trading_state": str(self.risk.state),
+            "trading_state_reason": self.risk.state_reason,
+            "symbols": {
+                s: {"last_price": st.last_price, "bars": st.bars} for s, st in self._state.items()
+            },
+            "positions": positions,
+            "pnl": {"net_today": self.risk.net_pnl},
+            "ticks": self.metrics.ticks_total,
+            "dropped_ticks": dict(self.engine.dropped),
+            "last_error": self.last_error,
+        }
+
+    # ----------------------------------------------------------------- start-up
+
+    def _new_engine(self) -> Engine:
+        s = self.settings
+        return Engine(
+            timeframe_s=self.strategy.primary_timeframe_s,
+            confirm_timeframe_s=self.strategy.confirm_timeframe_s,
+            fast=s.ema_short,
+            slow=s.ema_long,
+            session_start=s.session_start,
+            session_end=s.session_end,
+            volume_mode="cumulative",  # broker feeds carry the day's cumulative volume
+            grace_ms=s.bar_grace_ms,
+        )
+
+    async def _resolve(self) -> None:
+        instruments = {i.symbol: i for i in await self.broker.instruments()}
+        missing = [s for s in self.settings.watchlist if s not in instruments]
+        if missing:
+            raise RuntimeError(f"the broker does not know {missing}")
+        self._instruments = instruments
+        self.symbols = list(self.settings.watchlist)
+        self._ids = {s: i for i, s in enumerate(self.symbols)}
+        self._state = {s: _SymbolState(s) for s in self.symbols}
+
+    async def _warm_up(self) -> None:
+        """Stored bars (history fetched for what is missing) → engine, then EMA states."""
+        tf = self.engine.timeframe_s
+        n = self.settings.warmup_bars
+        stored = await self.store.load_last_candles(self.symbols, tf, n)
+        if any(len(c["ts"]) < n for c in stored.values()):
+            per_day = max(1, self.calendar.session_seconds // tf)
+            days = min(60, math.ceil(n / per_day) + 1)
+            report = await backfill(
+                self.store,
+                self.broker,
+                self.calendar,
+                self.symbols,
+                days,
+                tf,
+                progress=False,
+                now=self.clock.now(),
+            )
+            log.info("warm-up history: %s", report.summary())
+            stored = await self.store.load_last_candles(self.symbols, tf, n)
+        primary = await self.store.load_ema_states(self.symbols, tf)
+        confirm = await self.store.load_ema_states(self.symbols, self.engine.confirm_timeframe_s)
+        resume = 0
+        for symbol in self.symbols:
+            bars = stored[symbol]
+            sid = self._ids[symbol]
+            events = self.engine.warm_up(sid, bars)
+            if len(bars["ts"]):
+                last = int(bars["ts"][-1])
+                resume = max(resume, last + tf * 1_000_000_000)
+                state = primary.get(symbol)
+                if state is not None and state.bar_ts == ns_to_dt(last):
+                    self.engine.restore_emas(
+                        sid, confirm=False, fast=state.fast_state, slow=state.slow_state
+                    )
+                last_confirm = [e for e in events if e.is_confirm]
+                cstate = confirm.get(symbol)
+                if (
+                    cstate is not None
+                    and last_confirm
+                    and cstate.bar_ts == ns_to_dt(last_confirm[-1].bar.ts)
+                ):
+                    self.engine.restore_emas(
+                        sid, confirm=True, fast=cstate.fast_state, slow=cstate.slow_state
+                    )
+            for ev in events:  # the strategy learns the confirm trend; history trades nothing
+                self.strategy.on_bar_close(ev, symbol, None)
+                self._remember(symbol, ev)
+        self.strategy_reset_pending()
+        self._resume_ns = resume or None
+        log.info(
+            "warmed up %d symbol(s) from %d stored bar(s) each at most",
+            len(self.symbols),
+            n,
+        )
+
+    def strategy_reset_pending(self) -> None:
+        """Drop entries the strategy deferred during warm-up (history never trades)."""
+        pending = getattr(self.strategy, "_pending", None)
+        if isinstance(pending, dict):
+            pending.clear()
+
+    # ----------------------------------------------------------------- the loop
+
+    async def _run(self) -> None:
+        try:
+            await self._resolve()
+            await self._warm_up()
+            self.gateway = PaperGateway.from_settings(
+                self.settings, self.charges, self.clock, instruments=self._instruments
+            )
+            self.executor = Executor(
+                self.store,
+                self.gateway,
+                self.risk,
+                self.charges,
+                self.clock,
+                notify=self._notify_exec,
+                instruments=self._instruments,
+            )
+            await self.executor.restore()
+            self._sync_views()
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.executor.run(), name="executor")
+                group.create_task(self._order_worker(), name="orders")
+                group.create_task(self._tick_loop(), name="ticks")
+        except asyncio.CancelledError:
+            self._feed_state = "stopped"
+            raise
+        except BaseException as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._feed_state = "failed"
+            log.exception("trading loop failed")
+            self._event("error", f"trading loop failed: {self.last_error}", level="ERROR")
+            raise
+
+    async def _tick_loop(self) -> None:
+        feed = await self.broker.subscribe(self.symbols, resume_from_ns=self._resume_ns)
+        self._feed = feed
+        self._feed_state = "live"
+        engine, metrics, executor = self.engine, self.metrics, self.executor
+        assert executor is not None
+        names = self.symbols
+        next_timer = 0
+        async with feed:
+            async for frame in feed:
+                t0 = time.perf_counter_ns()
+                events = engine.on_frame(frame.ts_ns, frame.price, frame.qty, frame.symbol)
+                n = len(frame.ts_ns)
+                metrics.add_ticks(n)
+                self._last_tick_mono = time.monotonic()
+                # Last price per symbol: frames are small, a reversed walk is cheapest.
+                syms, prices, stamps = frame.symbol.tolist(), frame.price.tolist(), frame.ts_ns
+                for i in range(n - 1, -1, -1):
+                    st = self._state[names[syms[i]]]
+                    if st.last_tick_ns is None or st.last_tick_ns < stamps[i]:
+                        st.last_price, st.last_tick_ns = prices[i], int(stamps[i])
+                if not executor.is_flat:
+                    for i in range(n):
+                        executor.on_tick(names[syms[i]], int(stamps[i]), prices[i])
+                if events:
+                    self._on_events(events, t0)
+                if frame.end_ns >= next_timer:
+                    next_timer = frame.end_ns + _TIMER_NS
+                    closed = engine.on_time(feed.watermark_ns())
+                    if closed:
+                        self._on_events(closed, t0)
+                    metrics.sync_dropped(engine.dropped)
+
+    def _on_events(self, events: Sequence[BarEvent], t0: int) -> None:
+        """Persist closed bars with their EMA states; run the strategy; queue signals."""
+        rows: list[CandleRow] = []
+        latest: dict[tuple[int, bool], BarEvent] = {}
+        for ev in events:
+            b = ev.bar
+            symbol = self.symbols[ev.symbol]
+            rows.append(
+                CandleRow(
+                    symbol, ev.timeframe_s, b.ts, b.open, b.high, b.low, b.close, b.volume, b.ticks
+                )
+            )
+            latest[(ev.symbol, ev.is_confirm)] = ev
+            self._remember(symbol, ev)
+            st = self._state[symbol]
+            for signal in self.strategy.on_bar_close(ev, symbol, st.view):
+                self.metrics.observe_tick_to_signal((time.perf_counter_ns() - t0) / 1e9)
+                self.metrics.add_signal(signal.side.value)
+                self._signals.put_nowait(signal)
+            if st.view is not None and not ev.is_confirm:
+                st.view = st.view.advanced(b)
+        states = []
+        for (sid, confirm), ev in latest.items():
+            fast, slow = self.engine.ema_states(sid, confirm=confirm)
+            states.append(
+                EmaStateRow(self.symbols[sid], ev.timeframe_s, ns_to_dt(ev.bar.ts), fast, slow)
+            )
+        self.writer.commit_bars(rows, states)
+
+    def _remember(self, symbol: str, ev: BarEvent) -> None:
+        b = ev.bar
+        self._state[symbol].bars["confirm" if ev.is_confirm else "primary"] = {
+            "ts": ns_to_dt(b.ts).isoformat(),
+            "open": b.open,
+            "high": b.high,
+            "low": b.low,
+            "close": b.close,
+            "volume": b.volume,
+            "ema_fast": ev.ema_fast,
+            "ema_slow": ev.ema_slow,
+            "cross": ev.cross,
+        }
+
+    async def _order_worker(self) -> None:
+        executor = self.executor
+        assert executor is not None
+        while True:
+            signal = await self._signals.get()
+            self.writer.insert_signal(signal.to_record())
+            self._notify("signal", _signal_payload(signal))
+            try:
+                if signal.kind == "exit":
+                    result = await executor.exit(signal.symbol, signal.reason)
+                else:
+                    instrument = self._instruments.get(signal.symbol)
+                    if instrument is not None and instrument.instrument_type == "INDEX":
+                        continue  # an index is not tradable; the options layer uses it
+                    stop_distance = (
+                        abs(signal.price - signal.stop) if signal.stop is not None else None
+                    )
+                    qty = self.risk.size(
+                        signal.price,
+                        stop_distance,
+                        lot_size=instrument.lot_size if instrument else 1,
+                    )
+                    result = await executor.enter(
+                        signal.symbol,
+                        signal.side,
+                        qty,
+                        signal.price,
+                        signal.reason,
+                        signal.id,
+                        strategy=signal.strategy,
+                    )
+                self.metrics.add_order("submitted" if result.ok else "rejected")
+                if not result.ok:
+                    log.info("%s %s not placed: %s", signal.kind, signal.symbol, result.reason)
+            except Exception:
+                log.exception("order for signal %s failed", signal.id)
+            await executor.pump()
+            self._sync_views()
+
+    def _sync_views(self) -> None:
+        """Position views for the strategy from the executor's positions."""
+        if self.executor is None:
+            return
+        held = {p.symbol: p for p in self.executor.positions()}
+        for symbol, st in self._state.items():
+            pos = held.get(symbol)
+            if pos is None or pos.qty == 0 or pos.avg_price is None:
+                st.view = None
+            elif st.view is None or st.view.qty != abs(pos.qty):
+                side = Side.BUY if pos.qty > 0 else Side.SELL
+                st.view = self.strategy.position_from_fill(side, abs(pos.qty), pos.avg_price)
+
+    # ----------------------------------------------------------------- notifications
+
+    def _notify(self, kind: str, payload: dict[str, Any]) -> None:
+        if self.notifier is not None:
+            self.notifier.notify(kind, payload)
+
+    def _notify_exec(self, kind: str, message: str) -> None:
+        self._sync_views()
+        self._notify(kind, {"message": message})
+        self._event(kind, message)
+
+    def _event(self, kind: str, message: str, *, level: str = "INFO") -> None:
+        now = self.clock.now()
+        event_id = f"{kind}-{uuid.uuid4().hex}"
+        self.writer.insert_event(Event(event_id, now, kind, message, level))
+
+
+def _signal_payload(signal: Signal) -> dict[str, Any]:
+    return {
+        "id": signal.id,
+        "symbol": signal.symbol,
+        "side": signal.side.value,
+        "kind": signal.kind,
+        "price": signal.price,
+        "reason": signal.reason,
+        "ts": signal.ts.isoformat(),
+        "stop": signal.stop,
+        "target": signal.target,
+    }
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
