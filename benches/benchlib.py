@@ -118,6 +118,11 @@ def bench(
     return benchmark.pedantic(fn, args=args, rounds=rounds, warmup_rounds=warmup, iterations=1)
 
 
+#: Extra report lines (measurements that are not times per element, such as latency
+#: percentiles): (what, measured, target, verdict). conftest prints them after the table.
+REPORT: list[tuple[str, str, str, str]] = []
+
+
 class Ticks(NamedTuple):
     """Ticks in arrival order (sorted timestamps), all inside the NSE session."""
 

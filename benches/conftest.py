@@ -221,6 +221,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any)
     """Print the ours-vs-reference ratios of this run (a report; it never fails the run)."""
     session = getattr(config, "_benchmarksession", None)
     rows = _rows(session.benchmarks) if session is not None else []
+    if benchlib.REPORT:
+        tr = terminalreporter
+        tr.ensure_newline()
+        tr.section("Mental Trader: service measurements", sep="=")
+        for what, measured, target, verdict in benchlib.REPORT:
+            tr.write_line(f"{what:<48} {measured:<28} target {target:<18} {verdict}")
     if not rows:
         return
     widths = [max(len(row[i]) for row in [HEADER, *rows]) for i in range(len(HEADER))]

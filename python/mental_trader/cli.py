@@ -20,13 +20,14 @@ import contextlib
 import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 
 from mental_trader.backfill import backfill
 from mental_trader.brokers.sim import SimBroker
-from mental_trader.calendar import TradingCalendar
+from mental_trader.calendar import IST, TradingCalendar
 from mental_trader.config import Settings, load_settings, parse_timeframe
 from mental_trader.errors import ConfigError, InvalidInputError, StorageError
-from mental_trader.storage.base import open_store
+from mental_trader.storage.base import dt_to_ns, open_store
 
 __all__ = ["build_parser", "main"]
 
@@ -119,14 +120,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=_speed, default=None, help="sim clock speed (default SIM_SPEED, 1)"
     )
     serve.add_argument("--no-autostart", action="store_true", help="wait for POST /control/start")
+    serve.add_argument("--start", type=_start, default=None, help=argparse.SUPPRESS)
     serve.set_defaults(handler=_serve)
 
     run = commands.add_parser("run", help="run the engine without the API (headless)")
     run.add_argument(
         "--speed", type=_speed, default=None, help="sim clock speed (default SIM_SPEED, 1)"
     )
+    run.add_argument("--start", type=_start, default=None, help=argparse.SUPPRESS)
     run.set_defaults(handler=_run)
     return parser
+
+
+def _start(text: str) -> int:
+    """``--start`` (hidden; for tests and demos): the sim clock's start, ns UTC.
+
+    An ISO datetime (``2025-01-07T09:15+05:30``; without an offset it is IST, the
+    exchange's time). A restart still continues where the stored bars end in that session.
+    """
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO datetime: {text!r}") from None
+    if value.tzinfo is None or value.utcoffset() is None:
+        value = value.replace(tzinfo=IST)
+    return dt_to_ns(value)
 
 
 def _speed(text: str) -> float:
@@ -269,7 +287,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     async def serve() -> int:
         import signal
 
-        async with open_service(settings, speed=args.speed) as service:
+        async with open_service(settings, speed=args.speed, start_ns=args.start) as service:
             app = create_app(settings, service, api_token=token)
             config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
             server = Server(config)
@@ -302,7 +320,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with open_service(settings, speed=args.speed) as service:
+        async with open_service(settings, speed=args.speed, start_ns=args.start) as service:
             await service.start()
             _say("Mental Trader is running headless; stop with Ctrl-C or SIGTERM")
             await stop.wait()

@@ -12,7 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from mental_trader.brokers.sim import SimBroker
 from mental_trader.brokers.sim.clock import SimClock, session_open
-from mental_trader.calendar import TradingCalendar
+from mental_trader.calendar import TradingCalendar, ist_date
 from mental_trader.config import Settings
 from mental_trader.errors import ConfigError
 from mental_trader.notify import Notifier
@@ -49,7 +49,8 @@ async def open_service(
     Args:
         settings: the configuration.
         speed: simulated seconds per real second (default SIM_SPEED).
-        start_ns: the sim clock's start (ns UTC); default as above.
+        start_ns: the sim clock's start (ns UTC) instead of the latest session open; a
+            restart still continues where the stored bars end within that session.
 
     Raises:
         ConfigError: a broker this build cannot run yet.
@@ -62,15 +63,13 @@ async def open_service(
         )
         await store.migrate()
         calendar = calendar_for(settings)
-        start = start_ns
-        if start is None:
-            start = dt_to_ns(session_open(calendar))
-            tf = strategy_for_mode(settings).primary_timeframe_s
-            last = await store.load_last_candles(settings.watchlist, tf, 1)
-            ends = [int(c["ts"][-1]) + tf * 1_000_000_000 for c in last.values() if len(c["ts"])]
-            day_end = start + calendar.session_seconds * 1_000_000_000
-            if ends and start < max(ends) < day_end:
-                start = max(ends)  # a restart: continue the session where the bars end
+        start = dt_to_ns(session_open(calendar)) if start_ns is None else start_ns
+        tf = strategy_for_mode(settings).primary_timeframe_s
+        last = await store.load_last_candles(settings.watchlist, tf, 1)
+        ends = [int(c["ts"][-1]) + tf * 1_000_000_000 for c in last.values() if len(c["ts"])]
+        day_end = calendar.session_bounds_ns(ist_date(start))[1]
+        if ends and start < max(ends) < day_end:
+            start = max(ends)  # a restart: continue the session where the bars end
         clock = SimClock(ns_to_dt(start), speed or settings.sim_speed)
         broker = await stack.enter_async_context(
             SimBroker.from_settings(settings, calendar=calendar, clock=clock)

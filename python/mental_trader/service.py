@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import math
 import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -79,7 +81,7 @@ class _SymbolState:
     symbol: str
     last_price: float | None = None
     last_tick_ns: int | None = None
-    bars: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    events: dict[str, BarEvent] = dataclasses.field(default_factory=dict)
     view: PositionView | None = None
 
 
@@ -136,6 +138,8 @@ class DualTimeframeService:
         self._last_tick_mono: float | None = None
         self._resume_ns: int | None = None
         self.last_error = ""
+        #: Recent tick-to-signal latencies in seconds (for /status and the benchmark).
+        self.latencies: deque[float] = deque(maxlen=100_000)
 
     # ----------------------------------------------------------------- ServiceApi
 
@@ -244,7 +248,11 @@ class DualTimeframeService:
             "trading_state": str(self.risk.state),
             "trading_state_reason": self.risk.state_reason,
             "symbols": {
-                s: {"last_price": st.last_price, "bars": st.bars} for s, st in self._state.items()
+                s: {
+                    "last_price": st.last_price,
+                    "bars": {k: _bar_json(ev) for k, ev in st.events.items()},
+                }
+                for s, st in self._state.items()
             },
             "positions": positions,
             "pnl": {"net_today": self.risk.net_pnl},
@@ -344,6 +352,12 @@ class DualTimeframeService:
 
     async def _run(self) -> None:
         try:
+            # A start after a stop begins afresh from the store, as a new process would: the
+            # engine refuses a second warm-up, and signals queued before the stop are stale.
+            self.engine = self._new_engine()
+            self.strategy.reset()
+            self._signals = asyncio.Queue()
+            self._feed = None
             await self._resolve()
             await self._warm_up()
             self.gateway = PaperGateway.from_settings(
@@ -360,10 +374,16 @@ class DualTimeframeService:
             )
             await self.executor.restore()
             self._sync_views()
+            # Start-up made a large heap (imports, calendars, history) that lives for the
+            # whole run; freezing it keeps full GC passes short, so they cannot stall the
+            # tick loop for 100+ ms.
+            gc.collect()
+            gc.freeze()
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.executor.run(), name="executor")
                 group.create_task(self._order_worker(), name="orders")
                 group.create_task(self._tick_loop(), name="ticks")
+                group.create_task(self._clock_loop(), name="bar-clock")
         except asyncio.CancelledError:
             self._feed_state = "stopped"
             raise
@@ -396,59 +416,76 @@ class DualTimeframeService:
                     if st.last_tick_ns is None or st.last_tick_ns < stamps[i]:
                         st.last_price, st.last_tick_ns = prices[i], int(stamps[i])
                 if not executor.is_flat:
-                    for i in range(n):
-                        executor.on_tick(names[syms[i]], int(stamps[i]), prices[i])
+                    executor.on_ticks(names, syms, stamps, prices)
                 if events:
                     self._on_events(events, t0)
                 if frame.end_ns >= next_timer:
                     next_timer = frame.end_ns + _TIMER_NS
+                    t1 = time.perf_counter_ns()
                     closed = engine.on_time(feed.watermark_ns())
                     if closed:
-                        self._on_events(closed, t0)
+                        self._on_events(closed, t1)
                     metrics.sync_dropped(engine.dropped)
 
+    async def _clock_loop(self) -> None:
+        """Close bars by the clock while no frame arrives.
+
+        The tick loop closes bars by time only when a frame comes. After the session's last
+        tick no frame comes until the next session opens, so without this the day's last
+        bar (and its confirm bar, EMA state and exit signals) would stay open overnight.
+        """
+        while True:
+            await asyncio.sleep(_TIMER_NS / 1e9)
+            feed = self._feed
+            if feed is None:
+                continue
+            closed = self.engine.on_time(feed.watermark_ns())
+            if closed:
+                self._on_events(closed, time.perf_counter_ns())
+
     def _on_events(self, events: Sequence[BarEvent], t0: int) -> None:
-        """Persist closed bars with their EMA states; run the strategy; queue signals."""
+        """Run the strategy on closed bars (signals first), then queue their persistence.
+
+        ``t0`` is when the engine call that closed them started: the signal latency runs
+        from there to the moment the signal object exists.
+        """
+        names, strategy, states = self.symbols, self.strategy, self._state
+        for ev in events:
+            symbol = names[ev.symbol]
+            st = states[symbol]
+            signals = strategy.on_bar_close(ev, symbol, st.view)
+            if signals:
+                latency = (time.perf_counter_ns() - t0) / 1e9
+                for signal in signals:
+                    self.latencies.append(latency)
+                    self.metrics.observe_tick_to_signal(latency)
+                    self.metrics.add_signal(signal.side.value)
+                    self._signals.put_nowait(signal)
+            if st.view is not None and not ev.is_confirm:
+                st.view = st.view.advanced(ev.bar)
+        # Bookkeeping after every signal of the batch is out.
         rows: list[CandleRow] = []
         latest: dict[tuple[int, bool], BarEvent] = {}
         for ev in events:
             b = ev.bar
-            symbol = self.symbols[ev.symbol]
+            symbol = names[ev.symbol]
             rows.append(
                 CandleRow(
                     symbol, ev.timeframe_s, b.ts, b.open, b.high, b.low, b.close, b.volume, b.ticks
                 )
             )
             latest[(ev.symbol, ev.is_confirm)] = ev
-            self._remember(symbol, ev)
-            st = self._state[symbol]
-            for signal in self.strategy.on_bar_close(ev, symbol, st.view):
-                self.metrics.observe_tick_to_signal((time.perf_counter_ns() - t0) / 1e9)
-                self.metrics.add_signal(signal.side.value)
-                self._signals.put_nowait(signal)
-            if st.view is not None and not ev.is_confirm:
-                st.view = st.view.advanced(b)
-        states = []
+            states[symbol].events["confirm" if ev.is_confirm else "primary"] = ev
+        ema_rows = []
         for (sid, confirm), ev in latest.items():
             fast, slow = self.engine.ema_states(sid, confirm=confirm)
-            states.append(
-                EmaStateRow(self.symbols[sid], ev.timeframe_s, ns_to_dt(ev.bar.ts), fast, slow)
+            ema_rows.append(
+                EmaStateRow(names[sid], ev.timeframe_s, ns_to_dt(ev.bar.ts), fast, slow)
             )
-        self.writer.commit_bars(rows, states)
+        self.writer.commit_bars(rows, ema_rows)
 
     def _remember(self, symbol: str, ev: BarEvent) -> None:
-        b = ev.bar
-        self._state[symbol].bars["confirm" if ev.is_confirm else "primary"] = {
-            "ts": ns_to_dt(b.ts).isoformat(),
-            "open": b.open,
-            "high": b.high,
-            "low": b.low,
-            "close": b.close,
-            "volume": b.volume,
-            "ema_fast": ev.ema_fast,
-            "ema_slow": ev.ema_slow,
-            "cross": ev.cross,
-        }
+        self._state[symbol].events["confirm" if ev.is_confirm else "primary"] = ev
 
     async def _order_worker(self) -> None:
         executor = self.executor
@@ -517,6 +554,21 @@ class DualTimeframeService:
         now = self.clock.now()
         event_id = f"{kind}-{uuid.uuid4().hex}"
         self.writer.insert_event(Event(event_id, now, kind, message, level))
+
+
+def _bar_json(ev: BarEvent) -> dict[str, Any]:
+    b = ev.bar
+    return {
+        "ts": ns_to_dt(b.ts).isoformat(),
+        "open": b.open,
+        "high": b.high,
+        "low": b.low,
+        "close": b.close,
+        "volume": b.volume,
+        "ema_fast": ev.ema_fast,
+        "ema_slow": ev.ema_slow,
+        "cross": ev.cross,
+    }
 
 
 def _signal_payload(signal: Signal) -> dict[str, Any]:

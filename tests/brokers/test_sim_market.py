@@ -54,7 +54,7 @@ def test_same_seed_same_day_different_seed_different(cal: TradingCalendar) -> No
 def test_ticks_are_realistic(market: SimMarket, cal: TradingCalendar, symbol: str) -> None:
     ticks = market.day_ticks(symbol, DAY)
     open_ns, close_ns = cal.session_bounds_ns(DAY)
-    assert 1000 < len(ticks) < 10_000
+    assert 11_250 < len(ticks) < 60_000  # at least one tick per 2 s slot
     assert ticks.ts_ns.dtype == np.int64
     assert ticks.ts_ns[0] >= open_ns
     assert ticks.ts_ns[-1] < close_ns

@@ -185,6 +185,10 @@ class EventLoopLagMonitor:
         if self._on_sample is not None:
             self._on_sample(lag_s, now)
 
+    def reset(self) -> None:
+        """Forget the samples so far (e.g. the start-up, whose stalls are not steady state)."""
+        self._samples.clear()
+
     def snapshot(self) -> LoopLagSnapshot:
         """p50 / p99 / max / last lag over the window (zeros before the first sample)."""
         if not self._samples:

@@ -166,9 +166,7 @@ class Broker(Protocol):
         """
         ...
 
-    async def subscribe(
-        self, symbols: Sequence[str], *, resume_from_ns: int | None = None
-    ) -> Feed:
+    async def subscribe(self, symbols: Sequence[str], *, resume_from_ns: int | None = None) -> Feed:
         """Start a live tick stream of ``symbols`` (ids 0..N-1 in this order).
 
         Args:

@@ -27,10 +27,13 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
 
 from mental_trader.errors import BrokerError
 from mental_trader.execution.book import Ledger, SymbolBook
@@ -155,6 +158,35 @@ class Executor:
             book.position.last_price = price
             if self.ledger.mark():  # the daily loss limit just HALTED: flatten soon
                 self._wake.set()
+
+    def on_ticks(
+        self,
+        names: Sequence[str],
+        symbols: Sequence[int],
+        ts_ns: Sequence[int] | npt.NDArray[np.int64],
+        prices: Sequence[float],
+    ) -> None:
+        """The ticks of one feed frame (``names[symbols[i]]`` is tick i's symbol).
+
+        Like :meth:`on_tick` per tick, but positions are marked (the daily-loss check)
+        once per frame: marking sums every open position, too much to do per tick.
+        """
+        books = self._books
+        if not books:
+            return
+        sink, moved = self._tick_sink, False
+        for i, sid in enumerate(symbols):
+            symbol = names[sid]
+            book = books.get(symbol)
+            if book is None:
+                continue
+            if sink is not None and book.has_working:
+                sink(symbol, int(ts_ns[i]), prices[i])
+            if book.position is not None:
+                book.position.last_price = prices[i]
+                moved = True
+        if moved and self.ledger.mark():  # the daily loss limit just HALTED: flatten soon
+            self._wake.set()
 
     # -- entries and exits --------------------------------------------------------------
 

@@ -22,9 +22,10 @@ of 512 days, each from its own generator, and the path is computed once and cach
 day costs O(1) after the first. The next session opens at the previous session's close
 carried through the gaps (and returns) of the days between.
 
-Intraday. The session (09:15-15:30 IST) is cut into 15-second slots. Each slot gets
+Intraday. The session (09:15-15:30 IST) is cut into 2-second slots. Each slot gets
 ``1 + Poisson(rate * activity)`` ticks at uniform random millisecond times: at least one
-tick every 15 s, so every bar of 15 s or longer exists. ``activity`` is a U-shaped profile
+tick every 2 s (a liquid NSE name in Kite's quote mode ticks about once a second), so every
+bar of 2 s or longer exists. ``activity`` is a U-shaped profile
 (busy at the open and close, quiet at lunch) times a log-normal AR(1) factor (bursts and
 quiet spells lasting minutes). The log price is a Brownian bridge in "activity time" from
 the day's open to its close, with Student-t (4 dof) shocks, larger in bursts; prices are
@@ -85,7 +86,7 @@ ANCHOR = date(2000, 1, 1)
 #: Price grid of every simulated instrument.
 TICK_SIZE = 0.05
 #: Every slot of this many seconds has at least one tick.
-SLOT_S = 15
+SLOT_S = 2
 
 _TICKS_PER_UNIT = 20.0  # 1 / TICK_SIZE, exact
 _BLOCK_DAYS = 512
@@ -113,7 +114,7 @@ class SymbolProfile:
         base_price: the level the price reverts to over years.
         daily_vol: standard deviation of a session's open-to-close log return.
         gap_vol: standard deviation of the overnight log gap.
-        rate: mean extra ticks per 15-second slot at average activity.
+        rate: mean extra ticks per slot (SLOT_S seconds) at average activity.
         day_volume: mean shares traded per session (0 for an index).
     """
 
