@@ -289,7 +289,10 @@ class DualTimeframeService:
     async def _warm_up(self) -> None:
         """Stored bars (history fetched for what is missing) → engine, then EMA states."""
         tf = self.engine.timeframe_s
-        n = self.settings.warmup_bars
+        # Enough primary bars for the confirm timeframe's slow EMA too (21 x 5 = 105 for
+        # scalp), else the trend filter has no trend and nothing trades for hours.
+        ratio = self.engine.confirm_timeframe_s // tf
+        n = max(self.settings.warmup_bars, (self.engine.slow + 1) * ratio)
         stored = await self.store.load_last_candles(self.symbols, tf, n)
         if any(len(c["ts"]) < n for c in stored.values()):
             per_day = max(1, self.calendar.session_seconds // tf)
@@ -308,14 +311,18 @@ class DualTimeframeService:
             stored = await self.store.load_last_candles(self.symbols, tf, n)
         primary = await self.store.load_ema_states(self.symbols, tf)
         confirm = await self.store.load_ema_states(self.symbols, self.engine.confirm_timeframe_s)
-        resume = 0
+        # The stream resumes where the EARLIEST symbol's stored bars end: symbols closed
+        # their bars at different ticks, so a stop may have stored one symbol's last bar and
+        # not another's. Ticks the others already have are late for them and dropped.
+        resume: int | None = None
         for symbol in self.symbols:
             bars = stored[symbol]
             sid = self._ids[symbol]
             events = self.engine.warm_up(sid, bars)
             if len(bars["ts"]):
                 last = int(bars["ts"][-1])
-                resume = max(resume, last + tf * 1_000_000_000)
+                end = last + tf * 1_000_000_000
+                resume = end if resume is None else min(resume, end)
                 state = primary.get(symbol)
                 if state is not None and state.bar_ts == ns_to_dt(last):
                     self.engine.restore_emas(
@@ -335,7 +342,7 @@ class DualTimeframeService:
                 self.strategy.on_bar_close(ev, symbol, None)
                 self._remember(symbol, ev)
         self.strategy_reset_pending()
-        self._resume_ns = resume or None
+        self._resume_ns = resume
         log.info(
             "warmed up %d symbol(s) from %d stored bar(s) each at most",
             len(self.symbols),
