@@ -102,7 +102,7 @@ class StoreWriter:
         store: Store,
         *,
         max_spool: int = 100_000,
-        max_batch_bars: int = 2_000,
+        max_batch_bars: int = 500,
         retry_initial_s: float = 0.05,
         retry_max_s: float = 5.0,
         write_timeout_s: float = 30.0,
@@ -247,8 +247,16 @@ class StoreWriter:
         head = batch[0]
         if head.kind == "bars":
             bars = [b for op in batch for b in op.bars]
-            states = [s for op in batch for s in op.ema_states]
-            await self._store.commit_bars(bars, states)
+            # Only the newest state per (symbol, timeframe) matters: the store keeps the
+            # newest anyway, and encoding the others would only cost time on the loop.
+            latest: dict[tuple[str, int], EmaStateRow] = {}
+            for op in batch:
+                for s in op.ema_states:
+                    key = (s.symbol, s.timeframe_s)
+                    held = latest.get(key)
+                    if held is None or s.bar_ts >= held.bar_ts:
+                        latest[key] = s
+            await self._store.commit_bars(bars, list(latest.values()))
         elif head.kind == "signal" and head.signal is not None:
             await self._store.insert_signal(head.signal)
         elif head.event is not None:
