@@ -370,14 +370,22 @@ class Engine:
         costs about what one :meth:`on_tick` call does, so a frame of a few dozen ticks
         runs far cheaper per tick than a Python loop of :meth:`on_tick`.
         """
-    def warm_up(self, symbol: int, bars: Mapping[str, NDArray[Any]]) -> list[BarEvent]:
+    def warm_up(
+        self,
+        symbol: int,
+        bars: Mapping[str, NDArray[Any]],
+        *,
+        day_volume: float | None = None,
+    ) -> list[BarEvent]:
         """Warm a new symbol up from history: its closed primary bars, oldest first.
 
         The bars (columns ``ts``, ``open``, ``high``, ``low``, ``close``, ``volume``,
         ``ticks``; a ``symbol`` column is ignored) run through the EMAs and the confirm
         resampler exactly as if they had closed live; their events are returned. Afterwards
-        ticks in the last bar's bucket or earlier are late, and in cumulative volume mode the
-        first tick of that day only sets the volume baseline (adds no volume).
+        ticks in the last bar's bucket or earlier are late. In cumulative volume mode the
+        day's cumulative volume continues from ``day_volume`` (the volume of all of the last
+        bar's day's bars) when given, so the next bar's volume is exact; without it the
+        first tick of that day only sets the baseline (adds no volume).
 
         Raises:
             InvalidInputError: the symbol already has state (warm up before its first tick),

@@ -25,13 +25,13 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from mental_trader.api.metrics import Metrics
 from mental_trader.backfill import backfill
 from mental_trader.brokers.base import Broker, Feed
-from mental_trader.calendar import TradingCalendar
+from mental_trader.calendar import TradingCalendar, ist_date
 from mental_trader.config import Settings
 from mental_trader.core import BarEvent, Engine
 from mental_trader.execution import ChargesTable, Executor, PaperGateway
@@ -48,6 +48,7 @@ __all__ = ["DualTimeframeService", "ServiceClock"]
 log = logging.getLogger(__name__)
 
 _TIMER_NS = 250_000_000  # close bars by the clock at most this often (feed time)
+_DAY_NS = 86_400 * 1_000_000_000
 
 
 class ServiceClock:
@@ -318,7 +319,8 @@ class DualTimeframeService:
         for symbol in self.symbols:
             bars = stored[symbol]
             sid = self._ids[symbol]
-            events = self.engine.warm_up(sid, bars)
+            day_volume = await self._day_volume(symbol, bars)
+            events = self.engine.warm_up(sid, bars, day_volume=day_volume)
             if len(bars["ts"]):
                 last = int(bars["ts"][-1])
                 end = last + tf * 1_000_000_000
@@ -348,6 +350,23 @@ class DualTimeframeService:
             len(self.symbols),
             n,
         )
+
+    async def _day_volume(self, symbol: str, bars: Any) -> float | None:
+        """The volume of the last stored bar's day so far, if the store has that whole day.
+
+        With it the engine continues the feed's cumulative day volume exactly; without it
+        the first tick after the restart only sets the baseline.
+        """
+        if not len(bars["ts"]):
+            return None
+        last = int(bars["ts"][-1])
+        day = ist_date(last)
+        open_ns, _ = self.calendar.session_bounds_ns(day)
+        tf = self.engine.timeframe_s
+        day_bars = await self.store.load_candles(symbol, tf, start_ns=open_ns, end_ns=last + 1)
+        if not len(day_bars["ts"]) or int(day_bars["ts"][0]) != open_ns:
+            return None  # the day's first bars are missing: the sum would be wrong
+        return float(day_bars["volume"].sum())
 
     def strategy_reset_pending(self) -> None:
         """Drop entries the strategy deferred during warm-up (history never trades)."""
@@ -409,8 +428,14 @@ class DualTimeframeService:
         assert executor is not None
         names = self.symbols
         next_timer = 0
+        next_day_ns = 0  # the next IST midnight: a new session resets the risk day
         async with feed:
             async for frame in feed:
+                if frame.end_ns >= next_day_ns:
+                    day = ist_date(int(frame.ts_ns[0]) if len(frame.ts_ns) else frame.end_ns)
+                    next_day_ns = _ist_midnight_ns(day) + _DAY_NS
+                    if day != self.risk.day:
+                        self.risk.reset_for_new_session(day)
                 t0 = time.perf_counter_ns()
                 events = engine.on_frame(frame.ts_ns, frame.price, frame.qty, frame.symbol)
                 n = len(frame.ts_ns)
@@ -561,6 +586,11 @@ class DualTimeframeService:
         now = self.clock.now()
         event_id = f"{kind}-{uuid.uuid4().hex}"
         self.writer.insert_event(Event(event_id, now, kind, message, level))
+
+
+def _ist_midnight_ns(day: date) -> int:
+    """00:00 IST of ``day`` as ns UTC."""
+    return ((day - date(1970, 1, 1)).days * 86_400 - 19_800) * 1_000_000_000
 
 
 def _bar_json(ev: BarEvent) -> dict[str, Any]:

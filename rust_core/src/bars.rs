@@ -223,13 +223,16 @@ impl SymbolBars {
     /// late from now on) and no bar is open. The day's cumulative volume is unknown, so the
     /// first tick of that day only sets the baseline (adds 0 volume) instead of counting the
     /// whole day's volume into one bar.
-    pub fn seed_closed(&mut self, bucket: &Bucket) {
+    ///
+    /// `day_volume`, when known (the volume of all of that day's bars so far), is the
+    /// baseline instead: the first tick then counts exactly its increment.
+    pub fn seed_closed(&mut self, bucket: &Bucket, day_volume: Option<f64>) {
         self.close();
         self.last_start = bucket.start_ns;
         self.last_end = bucket.end_ns;
         self.last_close = bucket.close_ns;
         self.cum_day = bucket.day;
-        self.cum_last = f64::NAN;
+        self.cum_last = day_volume.unwrap_or(f64::NAN);
     }
 
     /// The symbol id.

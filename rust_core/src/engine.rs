@@ -331,17 +331,29 @@ impl Engine {
     /// Warm a new symbol up from history: its closed primary bars, oldest first, run
     /// through the EMAs and the confirm resampler exactly as if they had closed live
     /// (their events are appended to `out`). Afterwards ticks in the last bar's bucket or
-    /// earlier are late, and in cumulative volume mode the first tick of that day only
-    /// sets the volume baseline.
+    /// earlier are late. In cumulative volume mode the day's cumulative volume continues
+    /// from `day_volume` (the volume of that day's bars so far) when given; otherwise the
+    /// first tick of that day only sets the baseline.
     ///
     /// # Errors
     /// The symbol already has state (ticks or a warm-up); a bar is not at a bucket start of
     /// the primary timeframe, not after the previous one, or has impossible prices or
     /// counts. Nothing changes on error.
-    pub fn warm_up(&mut self, symbol: i64, bars: &[Bar], out: &mut Vec<Event>) -> CoreResult<()> {
+    pub fn warm_up(
+        &mut self,
+        symbol: i64,
+        bars: &[Bar],
+        day_volume: Option<f64>,
+        out: &mut Vec<Event>,
+    ) -> CoreResult<()> {
         if self.index.get(symbol).is_some() {
             return Err(CoreError::invalid(format!(
                 "symbol {symbol} already has state: warm up before its first tick"
+            )));
+        }
+        if day_volume.is_some_and(|v| !(0.0..f64::INFINITY).contains(&v)) {
+            return Err(CoreError::invalid(format!(
+                "day_volume must be finite and >= 0, got {day_volume:?}"
             )));
         }
         let sh = self.shared;
@@ -365,7 +377,7 @@ impl Engine {
             st.primary_closed(&sh, Bar { symbol, ..*bar }, &mut events)?;
         }
         if let Some(bucket) = last {
-            st.bars.seed_closed(&bucket);
+            st.bars.seed_closed(&bucket, day_volume);
         }
         let (idx, _) = self.index.get_or_insert(symbol, self.syms.len());
         debug_assert_eq!(idx, self.syms.len());

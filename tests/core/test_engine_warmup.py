@@ -146,6 +146,28 @@ def test_cumulative_volume_after_warm_up_starts_from_the_next_tick() -> None:
     assert [e.bar.volume for e in closed if not e.is_confirm] == [300.0]
 
 
+def test_day_volume_makes_the_first_bar_after_warm_up_exact() -> None:
+    engine = Engine(**KW, volume_mode="cumulative")
+    t0 = 1_795_372_200_000_000_000 + (9 * 60 + 15) * 60_000_000_000
+    bars = {
+        "ts": np.array([t0], dtype=np.int64),
+        "open": np.array([10.0]),
+        "high": np.array([10.0]),
+        "low": np.array([10.0]),
+        "close": np.array([10.0]),
+        "volume": np.array([1000.0]),
+        "ticks": np.array([1], dtype=np.int64),
+    }
+    engine.warm_up(0, bars, day_volume=49_000.0)
+    minute = 60_000_000_000
+    assert engine.on_tick(0, t0 + 2 * minute, 10.0, 50_000.0) is None
+    closed = engine.on_tick(0, t0 + 3 * minute, 10.0, 50_400.0)
+    assert closed is not None
+    assert [e.bar.volume for e in closed if not e.is_confirm] == [1000.0]
+    with pytest.raises(InvalidInputError, match="day_volume"):
+        Engine(**KW).warm_up(1, bars, day_volume=float("nan"))
+
+
 def test_bad_warm_ups_change_nothing() -> None:
     t0 = 1_795_372_200_000_000_000 + (9 * 60 + 15) * 60_000_000_000
     good = {

@@ -64,6 +64,14 @@ def _storage_error(exc: BaseException) -> StorageError:
     return StorageError(f"sqlite: {type(exc).__name__}: {text}", retryable=retryable)
 
 
+async def _rollback(db: aiosqlite.Connection) -> None:
+    """Roll back whatever is open; shielded, so a cancellation cannot skip it."""
+    try:
+        await asyncio.shield(db.execute("ROLLBACK"))
+    except (sqlite3.Error, asyncio.CancelledError):
+        log.debug("rollback: nothing to roll back, or cancelled again", exc_info=True)
+
+
 class _SqliteConn:
     """base.Conn over an aiosqlite connection (inside a transaction)."""
 
@@ -153,14 +161,16 @@ class SqliteStore(Store):
                 await db.execute(begin)
             except sqlite3.Error as exc:
                 raise _storage_error(exc) from exc
+            except BaseException:
+                # Cancelled while BEGIN ran on aiosqlite's thread: it may have begun anyway,
+                # and a transaction left open would fail every later one.
+                await _rollback(db)
+                raise
             try:
                 yield _SqliteConn(db)
                 await db.execute("COMMIT")
             except BaseException as exc:
-                try:
-                    await db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    log.debug("rollback failed", exc_info=True)
+                await _rollback(db)
                 if isinstance(exc, sqlite3.Error):
                     raise _storage_error(exc) from exc
                 raise

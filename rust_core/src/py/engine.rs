@@ -285,18 +285,21 @@ impl PyEngine {
     }
 
     /// Warm a new symbol up from its closed primary bars (see `_core.pyi`).
+    #[pyo3(signature = (symbol, bars, *, day_volume = None))]
     fn warm_up<'py>(
         &mut self,
         py: Python<'py>,
         symbol: Int,
         bars: &Bound<'py, PyAny>,
+        day_volume: Option<Float>,
     ) -> PyResult<Bound<'py, PyList>> {
         let arrays = BarArrays::extract(bars)?;
         let cols = arrays.columns()?;
         cols.checked_len()?;
         let rows: Vec<Bar> = cols.rows_as(symbol.0).collect();
         let mut events = Vec::new();
-        self.inner.warm_up(symbol.0, &rows, &mut events)?;
+        self.inner
+            .warm_up(symbol.0, &rows, day_volume.map(|v| v.0), &mut events)?;
         PyList::new(py, events.into_iter().map(PyBarEvent))
     }
 
