@@ -34,6 +34,7 @@ from mental_trader.storage.base import dt_to_ns
 N_SYMBOLS = 50
 RUN_S = {"quick": 4.0, "full": 20.0}[benchlib.SCALE.name]
 SPEED = 1e6  # the clock far ahead: the feed never sleeps
+PACED_SPEED = 7000.0  # the sim's 50 symbols then tick about 130,000 times a second
 LIVE_SPEED = 120.0  # two simulated minutes per second: 50 bar closes a second
 LIVE_RUN_S = {"quick": 8.0, "full": 30.0}[benchlib.SCALE.name]
 
@@ -111,10 +112,22 @@ def test_service_throughput_latency_and_loop_lag(benchmark: Any) -> None:
         )
     ceiling = asyncio.run(_feed_and_engine_only())
     rate, lag = result["ticks_per_s"], result["lag_p99_ms"]
+    benchlib.REPORT.append(
+        (
+            f"service flat out, {N_SYMBOLS} symbols: ticks/s (loop lag p99)",
+            f"{rate:,.0f} ({lag:.1f} ms)",
+            "capacity",
+            "",
+        )
+    )
+    # Sustained: the feed paced at about 130,000 ticks/s (the clock at PACED_SPEED).
+    with tempfile.TemporaryDirectory(prefix="mt_bench_service_") as data_dir:
+        paced = asyncio.run(_run_service(data_dir, speed=PACED_SPEED, run_s=RUN_S))
+    rate, lag = paced["ticks_per_s"], paced["lag_p99_ms"]
     ok = "PASS" if rate >= 100_000 and lag < 10 else "MISS"
     benchlib.REPORT.append(
         (
-            f"service ticks/s, {N_SYMBOLS} symbols (loop lag p99)",
+            f"service paced, {N_SYMBOLS} symbols: ticks/s (loop lag p99)",
             f"{rate:,.0f} ({lag:.1f} ms)",
             ">= 100,000 (< 10 ms)",
             ok,
