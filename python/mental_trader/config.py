@@ -129,13 +129,18 @@ def _is_placeholder(secret: str) -> bool:
     return value in _PLACEHOLDERS or any(p.fullmatch(value) for p in _PLACEHOLDER_PATTERNS)
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an IPv4/IPv6 address) is this machine only."""
+    name = host.strip().strip("[]").lower().rstrip(".")
+    if name == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        address = ipaddress.ip_address(name)
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 def _check_url(url: str, schemes: tuple[str, ...]) -> str:
@@ -321,7 +326,7 @@ class Settings(BaseSettings):
         if (
             info.data.get("broker") == "kite"
             and parts.scheme.lower() != secure
-            and not _is_loopback(parts.hostname or "")
+            and not is_loopback(parts.hostname or "")
         ):
             raise _fail(f"BROKER=kite needs a {secure}:// {key} (plain text only on loopback)")
 
@@ -562,7 +567,7 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 16:
             raise _fail("must be at least 16 characters")
         host = info.data.get("api_host")
-        if value is None and host is not None and not _is_loopback(host):
+        if value is None and host is not None and not is_loopback(host):
             raise _fail(
                 f"binding the API to non-loopback {host} needs API_TOKEN", "API_HOST/API_TOKEN"
             )

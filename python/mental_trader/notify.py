@@ -37,7 +37,6 @@ import asyncio
 import contextlib
 import dataclasses
 import email.utils
-import ipaddress
 import json
 import logging
 import math
@@ -63,6 +62,8 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
 )
+
+from mental_trader.config import is_loopback
 
 if TYPE_CHECKING:
     from mental_trader.config import Settings
@@ -158,15 +159,6 @@ def _smtp_retryable(exc: BaseException) -> bool:
     if isinstance(exc, smtplib.SMTPException | ssl.SSLError):
         return False  # refused recipients, bad credentials, certificate problems
     return isinstance(exc, OSError)  # connection refused/reset, socket timeout
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _redact_url(url: str) -> str:
@@ -589,7 +581,7 @@ class Notifier:
                 smtp.ehlo()
                 secure = True
             if s.smtp_user:
-                if not secure and not _is_loopback(host):
+                if not secure and not is_loopback(host):
                     raise _InsecureLogin(
                         f"{host} offers no STARTTLS: refusing to send SMTP credentials in clear"
                     )

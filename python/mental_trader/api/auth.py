@@ -16,7 +16,6 @@ of, and anyone on the network could otherwise try it.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import os
 import re
@@ -29,7 +28,7 @@ from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from mental_trader.api.deps import ContextDep
-from mental_trader.config import Settings
+from mental_trader.config import Settings, is_loopback
 from mental_trader.errors import ConfigError
 
 __all__ = [
@@ -136,20 +135,6 @@ def _write_token_file(path: Path, token: str) -> None:
             f"cannot write the API token file {path} ({exc.strerror}); "
             "set API_TOKEN or make DATA_DIR writable"
         ) from None
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or an IPv4/IPv6 address) is this machine only."""
-    name = host.strip().strip("[]").lower().rstrip(".")
-    if name == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
 
 
 def check_bind(host: str, settings: Settings) -> None:
