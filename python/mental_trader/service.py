@@ -139,6 +139,7 @@ class DualTimeframeService:
         self._last_tick_mono: float | None = None
         self._resume_ns: int | None = None
         self.last_error = ""
+        self._owns_lag_monitor = False
         #: Recent tick-to-signal latencies in seconds (for /status and the benchmark).
         self.latencies: deque[float] = deque(maxlen=100_000)
 
@@ -170,7 +171,8 @@ class DualTimeframeService:
             if self.running:
                 return False
             self.writer.start()
-            self.metrics.loop_lag.start()
+            if self.metrics.loop_lag.start():
+                self._owns_lag_monitor = True
             self._task = asyncio.create_task(self._run(), name="trading-loop")
             return True
 
@@ -190,7 +192,9 @@ class DualTimeframeService:
         """Stop and release what the service owns (the writer, the lag monitor)."""
         await self.stop()
         await self.writer.close()
-        await self.metrics.loop_lag.stop()
+        if self._owns_lag_monitor:  # the API's lifespan may run it instead
+            await self.metrics.loop_lag.stop()
+            self._owns_lag_monitor = False
 
     async def halt(self, reason: str) -> None:
         """Kill switch: no new entries until the next session, and flatten."""
@@ -489,6 +493,9 @@ class DualTimeframeService:
             if signals:
                 latency = (time.perf_counter_ns() - t0) / 1e9
                 for signal in signals:
+                    # Stored at once (write-behind), so a stop or crash before the order
+                    # task gets to it still leaves the signal in the audit trail.
+                    self.writer.insert_signal(signal.to_record())
                     self.latencies.append(latency)
                     self.metrics.observe_tick_to_signal(latency)
                     self.metrics.add_signal(signal.side.value)
@@ -524,7 +531,6 @@ class DualTimeframeService:
         assert executor is not None
         while True:
             signal = await self._signals.get()
-            self.writer.insert_signal(signal.to_record())
             self._notify("signal", _signal_payload(signal))
             try:
                 if signal.kind == "exit":
