@@ -442,6 +442,8 @@ class DualTimeframeService:
                         self.risk.reset_for_new_session(day)
                 t0 = time.perf_counter_ns()
                 events = engine.on_frame(frame.ts_ns, frame.price, frame.qty, frame.symbol)
+                if events:  # signals first; the per-frame bookkeeping can wait
+                    self._on_events(events, t0)
                 n = len(frame.ts_ns)
                 metrics.add_ticks(n)
                 self._last_tick_mono = time.monotonic()
@@ -453,8 +455,6 @@ class DualTimeframeService:
                         st.last_price, st.last_tick_ns = prices[i], int(stamps[i])
                 if not executor.is_flat:
                     executor.on_ticks(names, syms, stamps, prices)
-                if events:
-                    self._on_events(events, t0)
                 if frame.end_ns >= next_timer:
                     next_timer = frame.end_ns + _TIMER_NS
                     t1 = time.perf_counter_ns()
