@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -177,6 +177,9 @@ UPSERT_CANDLE_SQL = (
     "high = excluded.high, low = excluded.low, close = excluded.close, "
     "volume = excluded.volume, ticks = excluded.ticks"
 )
+
+
+_RoundTrip = TypeVar("_RoundTrip", Trade, OptionTrade)
 
 
 def _pnl(side: Side, qty: int, entry: float, exit_: float) -> float:
@@ -799,19 +802,48 @@ class Store(abc.ABC):
         Raises:
             StorageError: no trade has this id.
         """
+        return await self._close_round_trip(
+            "trades",
+            _TRADE_COLS,
+            self._trade,
+            trade_id,
+            exit_ts=exit_ts,
+            exit_price=exit_price,
+            exit_charges=exit_charges,
+            reason=reason,
+        )
+
+    async def _close_round_trip(
+        self,
+        table: str,
+        cols: str,
+        parse: Callable[[Sequence[Any]], _RoundTrip],
+        trade_id: str,
+        *,
+        exit_ts: datetime,
+        exit_price: float,
+        exit_charges: float,
+        reason: str,
+        extra: Mapping[str, Any] | None = None,
+    ) -> _RoundTrip:
+        """Close a trade or option trade once: P&L net of both legs' charges, in one
+        transaction; an already closed one comes back unchanged."""
+        select = f"SELECT {cols} FROM {table} WHERE id = $1"
+        sets = ["status", "exit_ts", "exit_price", "exit_charges", "exit_reason", "gross_pnl"]
+        sets += ["net_pnl", *(extra or {})]
+        update = ", ".join(f"{col} = ${i}" for i, col in enumerate(sets, start=2))
         async with self.transaction() as conn:
-            row = await conn.fetchrow(f"SELECT {_TRADE_COLS} FROM trades WHERE id = $1", trade_id)
+            row = await conn.fetchrow(select, trade_id)
             if row is None:
-                raise StorageError(f"close of unknown trade {trade_id!r}")
-            trade = self._trade(row)
+                what = table.removesuffix("s").replace("_", " ")
+                raise StorageError(f"close of unknown {what} {trade_id!r}")
+            trade = parse(row)
             if trade.status is TradeStatus.CLOSED:
                 return trade
             gross = _pnl(trade.side, trade.qty, trade.entry_price, exit_price)
             net = gross - trade.entry_charges - exit_charges
             await conn.execute(
-                "UPDATE trades SET status = $2, exit_ts = $3, exit_price = $4, "
-                "exit_charges = $5, exit_reason = $6, gross_pnl = $7, net_pnl = $8 "
-                "WHERE id = $1",
+                f"UPDATE {table} SET {update} WHERE id = $1",
                 trade_id,
                 TradeStatus.CLOSED.value,
                 self._ts(exit_ts),
@@ -820,10 +852,11 @@ class Store(abc.ABC):
                 reason,
                 gross,
                 net,
+                *(extra or {}).values(),
             )
-            row = await conn.fetchrow(f"SELECT {_TRADE_COLS} FROM trades WHERE id = $1", trade_id)
+            row = await conn.fetchrow(select, trade_id)
         assert row is not None
-        return self._trade(row)
+        return parse(row)
 
     async def load_trades(
         self,
@@ -909,33 +942,17 @@ class Store(abc.ABC):
         Raises:
             StorageError: no option trade has this id.
         """
-        sql = f"SELECT {_OPTION_TRADE_COLS} FROM option_trades WHERE id = $1"
-        async with self.transaction() as conn:
-            row = await conn.fetchrow(sql, trade_id)
-            if row is None:
-                raise StorageError(f"close of unknown option trade {trade_id!r}")
-            trade = self._option_trade(row)
-            if trade.status is TradeStatus.CLOSED:
-                return trade
-            gross = _pnl(trade.side, trade.qty, trade.entry_price, exit_price)
-            net = gross - trade.entry_charges - exit_charges
-            await conn.execute(
-                "UPDATE option_trades SET status = $2, exit_ts = $3, exit_price = $4, "
-                "underlying_exit_price = $5, exit_charges = $6, exit_reason = $7, "
-                "gross_pnl = $8, net_pnl = $9 WHERE id = $1",
-                trade_id,
-                TradeStatus.CLOSED.value,
-                self._ts(exit_ts),
-                exit_price,
-                underlying_exit_price,
-                exit_charges,
-                reason,
-                gross,
-                net,
-            )
-            row = await conn.fetchrow(sql, trade_id)
-        assert row is not None
-        return self._option_trade(row)
+        return await self._close_round_trip(
+            "option_trades",
+            _OPTION_TRADE_COLS,
+            self._option_trade,
+            trade_id,
+            exit_ts=exit_ts,
+            exit_price=exit_price,
+            exit_charges=exit_charges,
+            reason=reason,
+            extra={"underlying_exit_price": underlying_exit_price},
+        )
 
     async def load_option_trades(
         self, *, status: TradeStatus | None = None, underlying: str | None = None
