@@ -24,7 +24,7 @@ import math
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -39,7 +39,7 @@ from mental_trader.models import EmaStateRow, Event, Instrument, Side
 from mental_trader.notify import Notifier
 from mental_trader.risk import RiskManager
 from mental_trader.storage import CandleRow, Store, StoreWriter
-from mental_trader.storage.base import ns_to_dt
+from mental_trader.storage.base import Candles, ns_to_dt
 from mental_trader.strategy import PositionView, Signal, Strategy
 from mental_trader.strategy.registry import strategy_for_mode
 
@@ -58,13 +58,12 @@ class ServiceClock:
     while the order throttle and retries wait in real seconds, as broker rate limits do.
     """
 
-    def __init__(self, market_now: Any) -> None:
+    def __init__(self, market_now: Callable[[], datetime]) -> None:
         self._market_now = market_now
 
     def now(self) -> datetime:
         """The market clock's time (aware UTC)."""
-        value: datetime = self._market_now()
-        return value
+        return self._market_now()
 
     def monotonic(self) -> float:
         """Real monotonic seconds."""
@@ -109,7 +108,7 @@ class DualTimeframeService:
         calendar: TradingCalendar,
         notifier: Notifier | None = None,
         metrics: Metrics | None = None,
-        market_now: Any = None,
+        market_now: Callable[[], datetime] | None = None,
         strategy: Strategy | None = None,
     ) -> None:
         self._settings = settings
@@ -347,7 +346,7 @@ class DualTimeframeService:
             for ev in events:  # the strategy learns the confirm trend; history trades nothing
                 self.strategy.on_bar_close(ev, symbol, None)
                 self._remember(symbol, ev)
-        self.strategy_reset_pending()
+        self.strategy.drop_pending()  # history never trades
         self._resume_ns = resume
         log.info(
             "warmed up %d symbol(s) from %d stored bar(s) each at most",
@@ -355,7 +354,7 @@ class DualTimeframeService:
             n,
         )
 
-    async def _day_volume(self, symbol: str, bars: Any) -> float | None:
+    async def _day_volume(self, symbol: str, bars: Candles) -> float | None:
         """The volume of the last stored bar's day so far, if the store has that whole day.
 
         With it the engine continues the feed's cumulative day volume exactly; without it
@@ -366,17 +365,13 @@ class DualTimeframeService:
         last = int(bars["ts"][-1])
         day = ist_date(last)
         open_ns, _ = self.calendar.session_bounds_ns(day)
+        if int(bars["ts"][0]) <= open_ns:  # the warm-up bars already hold the whole day
+            return float(bars["volume"][bars["ts"] >= open_ns].sum())
         tf = self.engine.timeframe_s
         day_bars = await self.store.load_candles(symbol, tf, start_ns=open_ns, end_ns=last + 1)
         if not len(day_bars["ts"]) or int(day_bars["ts"][0]) != open_ns:
             return None  # the day's first bars are missing: the sum would be wrong
         return float(day_bars["volume"].sum())
-
-    def strategy_reset_pending(self) -> None:
-        """Drop entries the strategy deferred during warm-up (history never trades)."""
-        pending = getattr(self.strategy, "_pending", None)
-        if isinstance(pending, dict):
-            pending.clear()
 
     # ----------------------------------------------------------------- the loop
 
@@ -514,7 +509,7 @@ class DualTimeframeService:
                 )
             )
             latest[(ev.symbol, ev.is_confirm)] = ev
-            states[symbol].events["confirm" if ev.is_confirm else "primary"] = ev
+            self._remember(symbol, ev)
         ema_rows = []
         for (sid, confirm), ev in latest.items():
             fast, slow = self.engine.ema_states(sid, confirm=confirm)

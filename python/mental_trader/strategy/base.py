@@ -397,6 +397,9 @@ class Strategy(ABC):
     def reset(self, symbol: str | None = None) -> None:  # noqa: B027 -- optional hook
         """Forget the per-symbol state (of one symbol, or of all)."""
 
+    def drop_pending(self) -> None:  # noqa: B027 -- optional hook
+        """Forget entries deferred to a later event (after a warm-up: history never trades)."""
+
     @abstractmethod
     def on_bar_close(
         self, event: BarEventLike, symbol: str, position: PositionView | None
@@ -436,6 +439,10 @@ class EmaCrossStrategy(Strategy):
         self._square_off_s = _seconds(p.square_off_time)
         self._confirm: dict[str, _Confirm] = {}
         self._pending: dict[str, _Candidate] = {}
+
+    def drop_pending(self) -> None:
+        """Forget every deferred entry, keeping the confirm trend."""
+        self._pending.clear()
 
     def reset(self, symbol: str | None = None) -> None:
         """Forget the confirm trend and any deferred entry (of one symbol, or of all)."""
