@@ -254,16 +254,25 @@ impl Engine {
         qty: f64,
         out: &mut Vec<Event>,
     ) -> CoreResult<()> {
-        // The common tick (valid, known symbol, inside its open bucket) stays on this short
-        // path, small enough to inline into the Python wrapper; everything else is out of line.
-        if is_valid_tick(price, qty) {
-            if let Some(st) = self.index.get(symbol).and_then(|i| self.syms.get_mut(i)) {
-                if st.bars.try_update(self.shared.mode, ts_ns, price, qty) {
-                    return Ok(());
-                }
-            }
+        // The common tick stays on this short path, small enough to inline into the Python
+        // wrapper; everything else is out of line.
+        if self.try_update(symbol, ts_ns, price, qty) {
+            return Ok(());
         }
         self.on_tick_slow(symbol, ts_ns, price, qty, out)
+    }
+
+    /// The common tick: valid, of a known symbol, inside its open bucket. It updates that
+    /// bar and returns true; anything else returns false and changes nothing (then
+    /// [`Engine::on_tick`] handles it). Nothing closes on this path, so it has no events.
+    #[inline(always)]
+    pub fn try_update(&mut self, symbol: i64, ts_ns: i64, price: f64, qty: f64) -> bool {
+        is_valid_tick(price, qty)
+            && self
+                .index
+                .get(symbol)
+                .and_then(|i| self.syms.get_mut(i))
+                .is_some_and(|st| st.bars.try_update(self.shared.mode, ts_ns, price, qty))
     }
 
     #[inline(never)]

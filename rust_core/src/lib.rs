@@ -35,6 +35,7 @@ mod core_module {
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        crate::py::fastcall::install(&m.py().get_type::<PyEngine>())?;
         m.add(
             "PanicException",
             m.py().get_type::<pyo3::panic::PanicException>(),

@@ -6,6 +6,7 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 
 use super::arrays::{detached, f64_array, i64_array, invalid, slice, BarArrays, Float, Int};
 use super::builder::dropped_dict;
+use super::cell::{GilCell, GilRefMut};
 use super::types::{ema_state_dict, ema_state_from, PyBar};
 use crate::bars::{Bar, VolumeMode};
 use crate::engine::{Engine, EngineConfig, Event};
@@ -78,15 +79,68 @@ impl PyBarEvent {
     }
 }
 
-/// The fused multi-symbol engine (see `_core.pyi`).
-#[pyclass(module = "mental_trader._core", name = "Engine")]
+/// The fused multi-symbol engine (see `_core.pyi`). Frozen, with its state in a `GilCell`:
+/// one borrow check per call without PyO3's atomic flag (see `cell.rs`).
+#[pyclass(frozen, module = "mental_trader._core", name = "Engine")]
 pub struct PyEngine {
+    state: GilCell<EngineState>,
+}
+
+/// What a `PyEngine` owns.
+pub struct EngineState {
     inner: Engine,
     /// Reused per call so the common path allocates nothing.
     buf: Vec<Event>,
 }
 
 impl PyEngine {
+    fn wrap(inner: Engine) -> Self {
+        Self {
+            state: GilCell::new(EngineState {
+                inner,
+                buf: Vec::with_capacity(8),
+            }),
+        }
+    }
+
+    /// The state, exclusively (see `GilCell`).
+    #[inline(always)]
+    pub fn state(&self, py: Python<'_>) -> PyResult<GilRefMut<'_, EngineState>> {
+        self.state.borrow_mut(py)
+    }
+
+    /// The state, or None when another call holds it.
+    #[inline(always)]
+    pub fn try_state(&self, py: Python<'_>) -> Option<GilRefMut<'_, EngineState>> {
+        self.state.try_borrow_mut(py)
+    }
+}
+
+impl EngineState {
+    /// The common tick of `on_tick` (see `fastcall.rs`): true when it updated an open bar;
+    /// false changes nothing.
+    #[inline(always)]
+    pub fn try_update(&mut self, symbol: i64, ts_ns: i64, price: f64, qty: f64) -> bool {
+        self.inner.try_update(symbol, ts_ns, price, qty)
+    }
+
+    /// One tick with checked values: None when no bar closed, else the closed-bar events.
+    pub fn on_tick_checked<'py>(
+        &mut self,
+        py: Python<'py>,
+        symbol: i64,
+        ts_ns: i64,
+        price: f64,
+        qty: f64,
+    ) -> PyResult<Option<Bound<'py, PyList>>> {
+        let res = self.inner.on_tick(symbol, ts_ns, price, qty, &mut self.buf);
+        if let Err(e) = res {
+            self.buf.clear();
+            return Err(e.into());
+        }
+        self.take_events(py)
+    }
+
     fn take_events<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
         if self.buf.is_empty() {
             return Ok(None);
@@ -155,84 +209,76 @@ impl PyEngine {
             volume_mode: VolumeMode::parse(volume_mode)?,
             grace_ms,
         };
-        Ok(Self {
-            inner: Engine::try_new(config)?,
-            buf: Vec::with_capacity(8),
-        })
+        Ok(Self::wrap(Engine::try_new(config)?))
     }
 
     #[getter]
-    fn timeframe_s(&self) -> i64 {
-        self.inner.config().timeframe_s
+    fn timeframe_s(&self, py: Python<'_>) -> PyResult<i64> {
+        Ok(self.state(py)?.inner.config().timeframe_s)
     }
     #[getter]
-    fn confirm_timeframe_s(&self) -> i64 {
-        self.inner.config().confirm_timeframe_s
+    fn confirm_timeframe_s(&self, py: Python<'_>) -> PyResult<i64> {
+        Ok(self.state(py)?.inner.config().confirm_timeframe_s)
     }
     #[getter]
-    fn fast(&self) -> u64 {
-        self.inner.config().fast
+    fn fast(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.state(py)?.inner.config().fast)
     }
     #[getter]
-    fn slow(&self) -> u64 {
-        self.inner.config().slow
+    fn slow(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.state(py)?.inner.config().slow)
     }
     #[getter]
     fn dropped<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        dropped_dict(py, self.inner.dropped())
+        dropped_dict(py, self.state(py)?.inner.dropped())
     }
     #[getter]
-    fn symbols(&self) -> Vec<i64> {
-        self.inner.symbols()
+    fn symbols(&self, py: Python<'_>) -> PyResult<Vec<i64>> {
+        Ok(self.state(py)?.inner.symbols())
     }
 
-    /// One tick: None when no bar closed, else the closed-bar events.
+    /// The checked `on_tick` (see `fastcall.rs`, which installs the public one).
+    #[pyo3(name = "_on_tick")]
     fn on_tick<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         symbol: Int,
         ts_ns: Int,
         price: Float,
         qty: Float,
     ) -> PyResult<Option<Bound<'py, PyList>>> {
-        let (symbol, ts_ns, price, qty) = (symbol.0, ts_ns.0, price.0, qty.0);
-        let res = self.inner.on_tick(symbol, ts_ns, price, qty, &mut self.buf);
-        if let Err(e) = res {
-            self.buf.clear();
-            return Err(e.into());
-        }
-        self.take_events(py)
+        self.state(py)?
+            .on_tick_checked(py, symbol.0, ts_ns.0, price.0, qty.0)
     }
 
     /// Close bars whose bucket ended more than grace_ms before now_ns.
-    fn on_time<'py>(
-        &mut self,
-        py: Python<'py>,
-        now_ns: Int,
-    ) -> PyResult<Option<Bound<'py, PyList>>> {
-        let now_ns = now_ns.0;
-        let res = self.inner.on_time(now_ns, &mut self.buf);
+    fn on_time<'py>(&self, py: Python<'py>, now_ns: Int) -> PyResult<Option<Bound<'py, PyList>>> {
+        let mut st = self.state(py)?;
+        let st = &mut *st;
+        let res = st.inner.on_time(now_ns.0, &mut st.buf);
         if let Err(e) = res {
-            self.buf.clear();
+            st.buf.clear();
             return Err(e.into());
         }
-        self.take_events(py)
+        st.take_events(py)
     }
 
     /// Close every open bar.
-    fn flush<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let res = self.inner.flush(&mut self.buf);
+    fn flush<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let mut st = self.state(py)?;
+        let st = &mut *st;
+        let res = st.inner.flush(&mut st.buf);
         if let Err(e) = res {
-            self.buf.clear();
+            st.buf.clear();
             return Err(e.into());
         }
-        Ok(self.take_events(py)?.unwrap_or_else(|| PyList::empty(py)))
+        Ok(st.take_events(py)?.unwrap_or_else(|| PyList::empty(py)))
     }
 
     /// Batch twin of on_tick (see `_core.pyi`).
     #[pyo3(signature = (ts_ns, price, qty, symbol = None, *, flush = false))]
     fn on_ticks<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         ts_ns: &Bound<'py, PyAny>,
         price: &Bound<'py, PyAny>,
@@ -247,7 +293,8 @@ impl PyEngine {
         let (ts, ps, qs) = (slice("ts_ns", &t)?, slice("price", &p)?, slice("qty", &q)?);
         let ss = s.as_ref().map(|a| slice("symbol", a)).transpose()?;
         let mut events = Vec::with_capacity(ts.len() / 64 + 16);
-        let inner = &mut self.inner;
+        let mut st = self.state(py)?;
+        let inner = &mut st.inner;
         detached(py, || inner.on_ticks(ts, ps, qs, ss, flush, &mut events))?;
         let (confirm, primary): (Vec<&Event>, Vec<&Event>) =
             events.iter().partition(|e| e.is_confirm);
@@ -260,7 +307,7 @@ impl PyEngine {
     /// The ticks of one feed frame at once (see `_core.pyi`): events like on_tick.
     #[pyo3(signature = (ts_ns, price, qty, symbol))]
     fn on_frame<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         ts_ns: &Bound<'py, PyAny>,
         price: &Bound<'py, PyAny>,
@@ -274,20 +321,20 @@ impl PyEngine {
         let (ts, ps, qs) = (slice("ts_ns", &t)?, slice("price", &p)?, slice("qty", &q)?);
         let ss = slice("symbol", &s)?;
         // A frame is small: no GIL release (it would cost more than the work).
-        let res = self
-            .inner
-            .on_ticks(ts, ps, qs, Some(ss), false, &mut self.buf);
+        let mut st = self.state(py)?;
+        let st = &mut *st;
+        let res = st.inner.on_ticks(ts, ps, qs, Some(ss), false, &mut st.buf);
         if let Err(e) = res {
-            self.buf.clear();
+            st.buf.clear();
             return Err(e.into());
         }
-        self.take_events(py)
+        st.take_events(py)
     }
 
     /// Warm a new symbol up from its closed primary bars (see `_core.pyi`).
     #[pyo3(signature = (symbol, bars, *, day_volume = None))]
     fn warm_up<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         symbol: Int,
         bars: &Bound<'py, PyAny>,
@@ -298,7 +345,8 @@ impl PyEngine {
         cols.checked_len()?;
         let rows: Vec<Bar> = cols.rows_as(symbol.0).collect();
         let mut events = Vec::new();
-        self.inner
+        self.state(py)?
+            .inner
             .warm_up(symbol.0, &rows, day_volume.map(|v| v.0), &mut events)?;
         PyList::new(py, events.into_iter().map(PyBarEvent))
     }
@@ -306,14 +354,18 @@ impl PyEngine {
     /// Replace a symbol's EMAs on one timeframe with stored states (see `_core.pyi`).
     #[pyo3(signature = (symbol, *, confirm, fast, slow))]
     fn restore_emas(
-        &mut self,
+        &self,
+        py: Python<'_>,
         symbol: Int,
         confirm: bool,
         fast: &Bound<'_, PyAny>,
         slow: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let (fast, slow) = (ema_state_from(fast)?, ema_state_from(slow)?);
-        Ok(self.inner.restore_emas(symbol.0, confirm, fast, slow)?)
+        Ok(self
+            .state(py)?
+            .inner
+            .restore_emas(symbol.0, confirm, fast, slow)?)
     }
 
     /// The (fast, slow) EMA states of a symbol on one timeframe (see `_core.pyi`).
@@ -324,13 +376,13 @@ impl PyEngine {
         symbol: Int,
         confirm: bool,
     ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyDict>)> {
-        let (fast, slow) = self.inner.ema_states(symbol.0, confirm)?;
+        let (fast, slow) = self.state(py)?.inner.ema_states(symbol.0, confirm)?;
         Ok((ema_state_dict(py, &fast)?, ema_state_dict(py, &slow)?))
     }
 
     /// The whole state as versioned bytes.
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let bytes = self.inner.snapshot()?;
+        let bytes = self.state(py)?.inner.snapshot()?;
         Ok(PyBytes::new(py, &bytes))
     }
 
@@ -342,21 +394,19 @@ impl PyEngine {
         } else {
             return Err(invalid("snapshot must be bytes"));
         };
-        Ok(Self {
-            inner: Engine::from_snapshot(&bytes)?,
-            buf: Vec::with_capacity(8),
-        })
+        Ok(Self::wrap(Engine::from_snapshot(&bytes)?))
     }
 
-    fn __repr__(&self) -> String {
-        let c = self.inner.config();
-        format!(
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let st = self.state(py)?;
+        let c = st.inner.config();
+        Ok(format!(
             "Engine(timeframe_s={}, confirm_timeframe_s={}, fast={}, slow={}, symbols={})",
             c.timeframe_s,
             c.confirm_timeframe_s,
             c.fast,
             c.slow,
-            self.inner.symbols().len()
-        )
+            st.inner.symbols().len()
+        ))
     }
 }

@@ -2,6 +2,8 @@
 
 pub mod arrays;
 pub mod builder;
+pub mod cell;
 pub mod engine;
+pub mod fastcall;
 pub mod funcs;
 pub mod types;
