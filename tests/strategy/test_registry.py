@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 
 import pytest
 
@@ -159,19 +159,27 @@ def test_position_view_validates_and_computes_levels() -> None:
         PositionView(Side.BUY, 1, float("nan"))
 
 
-def test_signal_needs_an_aware_time() -> None:
-    with pytest.raises(InvalidInputError, match="timezone-aware"):
-        Signal(
-            id="x",
-            ts=datetime(2026, 11, 23, 10, 0),  # naive on purpose
-            symbol="NSE:INFY",
-            side=Side.BUY,
-            kind="entry",
-            price=1.0,
-            reason="ema_cross",
-            stop=None,
-            target=None,
-            timeframe_s=60,
-            strategy="scalp",
-            bar_ts_ns=0,
-        )
+def test_signal_derives_its_id_and_aware_time_and_is_immutable() -> None:
+    bar_ts = 1_795_000_000_000_000_000
+    signal = Signal(
+        symbol="NSE:INFY",
+        side=Side.BUY,
+        kind="entry",
+        price=1.0,
+        reason="ema_cross",
+        stop=0.99,
+        target=1.02,
+        timeframe_s=60,
+        strategy="scalp",
+        bar_ts_ns=bar_ts,
+        end_ns=bar_ts + 60_000_000_000,
+        payload={"cross": 1},
+    )
+    assert signal.id == f"scalp-NSE:INFY-{bar_ts}-entry-BUY"
+    assert signal.ts == datetime.fromtimestamp(bar_ts / 1e9 + 60, tz=UTC)
+    assert signal.ts.tzinfo is not None
+    with pytest.raises(AttributeError):
+        signal.price = 2.0  # type: ignore[misc]
+    record = signal.to_record()
+    assert (record.id, record.ts, record.price) == (signal.id, signal.ts, 1.0)
+    assert record.payload == {"kind": "entry", "stop": 0.99, "target": 1.02, "cross": 1}

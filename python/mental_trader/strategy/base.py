@@ -34,14 +34,14 @@ import dataclasses
 import logging
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol, Self
 
 from mental_trader.calendar import UTC_OFFSET_MINUTES
 from mental_trader.config import parse_timeframe
 from mental_trader.errors import InvalidInputError
-from mental_trader.models import Side, SignalRecord, require_aware
+from mental_trader.models import Side, SignalRecord
 
 if TYPE_CHECKING:
     from mental_trader.config import Settings
@@ -138,13 +138,14 @@ def _hhmm(text: str) -> time:
     return time(int(hours), int(minutes))
 
 
-@dataclass(frozen=True, slots=True)
-class Signal:
-    """A trading signal emitted by a strategy.
+class Signal(NamedTuple):
+    """A trading signal emitted by a strategy (immutable).
+
+    A named tuple, not a frozen dataclass: a signal is built on the tick-to-signal path, and
+    a tuple is built in a fraction of the time. What is derived (``id``, ``ts``) is computed
+    when read, off that path.
 
     Attributes:
-        id: deterministic, see :func:`signal_id`.
-        ts: the close time of the primary bar (aware, UTC).
         symbol: exchange-qualified symbol (``"NSE:INFY"``).
         side: the order side asked for (an exit of a long is SELL).
         kind: ``"entry"`` or ``"exit"``.
@@ -156,11 +157,10 @@ class Signal:
         timeframe_s: the primary timeframe.
         strategy: name of the strategy that emitted it.
         bar_ts_ns: start of the primary bar (ns, UTC) the signal came from.
+        end_ns: when that bar closed (ns, UTC).
         payload: JSON-ready details (EMA values, confirm trend, levels).
     """
 
-    id: str
-    ts: datetime
     symbol: str
     side: Side
     kind: SignalKind
@@ -171,10 +171,18 @@ class Signal:
     timeframe_s: int
     strategy: str
     bar_ts_ns: int
-    payload: dict[str, Any] = field(default_factory=dict)
+    end_ns: int
+    payload: dict[str, Any]
 
-    def __post_init__(self) -> None:
-        require_aware(self.ts, "Signal.ts")
+    @property
+    def id(self) -> str:
+        """Deterministic, see :func:`signal_id`."""
+        return signal_id(self.strategy, self.symbol, self.bar_ts_ns, self.kind, self.side)
+
+    @property
+    def ts(self) -> datetime:
+        """The close time of the primary bar (aware, UTC)."""
+        return _utc(self.end_ns)
 
     def to_record(self) -> SignalRecord:
         """The row to store: ``kind``, ``stop``, ``target`` go into the payload."""
@@ -263,8 +271,7 @@ class StrategyParams:
             )
 
 
-@dataclass(frozen=True, slots=True)
-class _Confirm:
+class _Confirm(NamedTuple):
     """The last closed confirm bar of a symbol."""
 
     bar_ts_ns: int
@@ -273,8 +280,7 @@ class _Confirm:
     ema_slow: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class _Candidate:
+class _Candidate(NamedTuple):
     """A primary cross that may become an entry once its confirm trend is known."""
 
     side: Side
@@ -554,8 +560,6 @@ class EmaCrossStrategy(Strategy):
             return None
         stop, target = self.levels(c.side, c.close)
         return Signal(
-            id=signal_id(self.name, symbol, c.bar_ts_ns, "entry", c.side),
-            ts=_utc(c.end_ns),
             symbol=symbol,
             side=c.side,
             kind="entry",
@@ -563,9 +567,10 @@ class EmaCrossStrategy(Strategy):
             reason="ema_cross",
             stop=stop,
             target=target,
-            timeframe_s=self.primary_timeframe_s,
+            timeframe_s=self.params.primary_timeframe_s,
             strategy=self.name,
             bar_ts_ns=c.bar_ts_ns,
+            end_ns=c.end_ns,
             payload={
                 "ema_fast": c.ema_fast,
                 "ema_slow": c.ema_slow,
@@ -614,8 +619,6 @@ class EmaCrossStrategy(Strategy):
             return None
         side = Side.SELL if long else Side.BUY
         return Signal(
-            id=signal_id(self.name, symbol, bar.ts, "exit", side),
-            ts=_utc(end_ns),
             symbol=symbol,
             side=side,
             kind="exit",
@@ -623,9 +626,10 @@ class EmaCrossStrategy(Strategy):
             reason=reason,
             stop=stop,
             target=target,
-            timeframe_s=self.primary_timeframe_s,
+            timeframe_s=self.params.primary_timeframe_s,
             strategy=self.name,
             bar_ts_ns=bar.ts,
+            end_ns=end_ns,
             payload={
                 "entry_price": position.entry_price,
                 "qty": position.qty,
