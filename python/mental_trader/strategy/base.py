@@ -443,6 +443,9 @@ class EmaCrossStrategy(Strategy):
         self._start_s = _seconds(p.session_start)
         self._end_s = _seconds(p.session_end)
         self._square_off_s = _seconds(p.square_off_time)
+        # Read on every event: attributes, not properties of params.
+        self._primary_s = p.primary_timeframe_s
+        self._confirm_s = p.confirm_timeframe_s
         self._confirm: dict[str, _Confirm] = {}
         self._pending: dict[str, _Candidate] = {}
 
@@ -467,13 +470,14 @@ class EmaCrossStrategy(Strategy):
         Raises:
             InvalidInputError: the event's timeframe is not this strategy's (a wiring bug).
         """
-        expected = self.confirm_timeframe_s if event.is_confirm else self.primary_timeframe_s
+        is_confirm = event.is_confirm
+        expected = self._confirm_s if is_confirm else self._primary_s
         if event.timeframe_s != expected:
-            kind = "confirm" if event.is_confirm else "primary"
+            kind = "confirm" if is_confirm else "primary"
             raise InvalidInputError(
                 f"{self.name}: {kind} event of {event.timeframe_s}s, expected {expected}s"
             )
-        if event.is_confirm:
+        if is_confirm:
             return self._on_confirm(event, symbol)
         return self._on_primary(event, symbol, position)
 
@@ -490,7 +494,7 @@ class EmaCrossStrategy(Strategy):
     def _closes_confirm_bucket(self, end_ns: int) -> bool:
         """Whether a primary bar closing at ``end_ns`` is the last of its confirm bucket."""
         end = _tod_s(end_ns) or _DAY_S  # a bar ending at midnight
-        return end == self._end_s or (end - self._start_s) % self.confirm_timeframe_s == 0
+        return end == self._end_s or (end - self._start_s) % self._confirm_s == 0
 
     # -- events -------------------------------------------------------------------------
 
@@ -567,7 +571,7 @@ class EmaCrossStrategy(Strategy):
             reason="ema_cross",
             stop=stop,
             target=target,
-            timeframe_s=self.params.primary_timeframe_s,
+            timeframe_s=self._primary_s,
             strategy=self.name,
             bar_ts_ns=c.bar_ts_ns,
             end_ns=c.end_ns,
@@ -575,7 +579,7 @@ class EmaCrossStrategy(Strategy):
                 "ema_fast": c.ema_fast,
                 "ema_slow": c.ema_slow,
                 "cross": c.cross,
-                "confirm_timeframe_s": self.confirm_timeframe_s,
+                "confirm_timeframe_s": self._confirm_s,
                 "confirm_bar_ts_ns": confirm.bar_ts_ns,
                 "confirm_ema_fast": confirm.ema_fast,
                 "confirm_ema_slow": confirm.ema_slow,
@@ -626,7 +630,7 @@ class EmaCrossStrategy(Strategy):
             reason=reason,
             stop=stop,
             target=target,
-            timeframe_s=self.params.primary_timeframe_s,
+            timeframe_s=self._primary_s,
             strategy=self.name,
             bar_ts_ns=bar.ts,
             end_ns=end_ns,
