@@ -7,7 +7,7 @@
 //! type, an overflow, a borrowed engine) goes to the PyO3-generated `Engine._on_tick`, which
 //! does the checking and raises the documented errors, so both paths behave identically.
 //!
-//! This is the crate's second `unsafe` exception (the first is the FMA dispatch in `ema.rs`):
+//! One of the crate's `unsafe` exceptions (with `cell.rs` and the FMA dispatch in `ema.rs`):
 //! raw C-API calls with the thread attached (CPython calls a method with it attached).
 
 #![allow(unsafe_code)]
