@@ -24,6 +24,20 @@ from ._reference import ist_ns
 
 Call = Callable[[Engine, int, int, float, float], Any]
 
+
+class _Index:
+    """An integer-like object (as numpy's are): it converts through ``__index__``."""
+
+    calls = 0
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        type(self).calls += 1
+        return self.value
+
+
 CALLS: dict[str, Call] = {
     "positional": lambda e, s, t, p, q: e.on_tick(s, t, p, q),
     "keywords": lambda e, s, t, p, q: e.on_tick(symbol=s, ts_ns=t, price=p, qty=q),
@@ -32,6 +46,7 @@ CALLS: dict[str, Call] = {
         np.int64(s), np.int64(t), np.float64(p), np.float64(q)
     ),
     "int quantities": lambda e, s, t, p, q: e.on_tick(s, t, p, int(q)),
+    "index objects": lambda e, s, t, p, q: e.on_tick(_Index(s), _Index(t), p, q),
     "checked": lambda e, s, t, p, q: e._on_tick(s, t, p, q),
     "unbound": lambda e, s, t, p, q: Engine.on_tick(e, s, t, p, q),
 }
@@ -113,6 +128,34 @@ def test_bad_values_inside_an_open_bar_raise_and_change_nothing(price: float, qt
     assert e.on_tick(0, ist_ns(9, 15, 3), 10.5, 1.0) is None  # still usable
 
 
+def test_conversion_code_runs_once_and_its_exceptions_propagate() -> None:
+    """Arguments that need Python code to convert skip the fast path untouched: their
+    ``__index__`` runs once, and whatever it raises (even KeyboardInterrupt) comes out."""
+    e = Engine()
+    _Index.calls = 0
+    assert e.on_tick(_Index(0), ist_ns(9, 15, 1), 10.0, 1.0) is None
+    assert _Index.calls == 1
+
+    class Interrupting:
+        def __index__(self) -> int:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        e.on_tick(Interrupting(), ist_ns(9, 15, 2), 10.0, 1.0)
+
+
+def test_the_checked_path_cannot_be_redirected(monkeypatch: pytest.MonkeyPatch) -> None:
+    e = Engine()
+    monkeypatch.setattr(Engine, "_on_tick", lambda *a, **k: "hijacked", raising=True)
+    assert e.on_tick(symbol=0, ts_ns=ist_ns(9, 15, 1), price=10.0, qty=1.0) is None
+    assert e.symbols == [0]
+
+
+def test_errors_name_the_public_method() -> None:
+    with pytest.raises(TypeError, match=r"Engine\.on_tick\(\) missing 1 required"):
+        Engine().on_tick(0, 1, 10.0)  # type: ignore[call-arg]
+
+
 def test_signature_is_the_documented_one() -> None:
     params = list(inspect.signature(Engine.on_tick).parameters)
     assert params == ["self", "symbol", "ts_ns", "price", "qty"]
@@ -127,7 +170,7 @@ def test_unbound_call_on_another_type_is_refused() -> None:
 def test_a_call_while_another_thread_holds_the_engine_is_refused_cleanly() -> None:
     """``on_ticks`` releases the GIL; a call from another thread meanwhile raises
     RuntimeError and changes nothing: the final state is exactly that of the batch alone."""
-    ticks = synthetic_ticks(2_000_000, seed=3, n_symbols=8)
+    ticks = synthetic_ticks(1_000_000, seed=3, n_symbols=8)
     eng, ref = Engine(), Engine()
     ref.on_ticks(ticks.ts, ticks.price, ticks.qty, ticks.symbol)
     errors: list[BaseException] = []

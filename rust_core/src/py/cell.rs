@@ -6,9 +6,11 @@
 //! spent in our code (perf). Here the "in use" flag is a plain load and store, which is
 //! enough because it is only tested and set by a thread holding the GIL (every borrow takes a
 //! `Python` token), so no two threads can test it at once. The module is built for the stable
-//! ABI (abi3), which free-threaded CPython does not load, so a GIL is always there.
+//! ABI (abi3), which free-threaded CPython does not load, so a GIL is always there; one that
+//! builds the module from source keeps its GIL on for it (`gil_used` in `lib.rs`).
 //! A borrow held across `Python::detach` keeps the flag set: another thread that tries to use
-//! the value meanwhile gets a clean `RuntimeError` instead of a data race.
+//! the value meanwhile gets a clean `RuntimeError` instead of a data race. A borrow that ends
+//! in a panic poisons the cell: a half-updated engine is never used again.
 
 #![allow(unsafe_code)]
 
@@ -23,6 +25,9 @@ use pyo3::prelude::*;
 /// A value borrowed mutably by one caller at a time, checked under the GIL.
 pub struct GilCell<T> {
     busy: AtomicBool,
+    /// Set when a borrow ended in a panic: the value may be half-updated, so it is never
+    /// handed out again.
+    poisoned: AtomicBool,
     value: UnsafeCell<T>,
 }
 
@@ -35,6 +40,7 @@ impl<T> GilCell<T> {
     pub fn new(value: T) -> Self {
         Self {
             busy: AtomicBool::new(false),
+            poisoned: AtomicBool::new(false),
             value: UnsafeCell::new(value),
         }
     }
@@ -44,7 +50,14 @@ impl<T> GilCell<T> {
     #[inline(always)]
     pub fn borrow_mut(&self, py: Python<'_>) -> PyResult<GilRefMut<'_, T>> {
         self.try_borrow_mut(py).ok_or_else(|| {
-            PyRuntimeError::new_err("Engine is in use by another call (another thread?)")
+            if self.poisoned.load(Ordering::Acquire) {
+                PyRuntimeError::new_err(
+                    "Engine is unusable after an internal error (a panic) left it half-updated; \
+                     rebuild it (Engine.from_snapshot of an earlier snapshot, or warm it up again)",
+                )
+            } else {
+                PyRuntimeError::new_err("Engine is in use by another call (another thread?)")
+            }
         })
     }
 
@@ -53,7 +66,7 @@ impl<T> GilCell<T> {
     pub fn try_borrow_mut(&self, _py: Python<'_>) -> Option<GilRefMut<'_, T>> {
         // Acquire/Release pair the end of one borrow with the start of the next, whichever
         // threads they are on; on x86-64 both are plain moves.
-        if self.busy.load(Ordering::Acquire) {
+        if self.busy.load(Ordering::Acquire) || self.poisoned.load(Ordering::Relaxed) {
             return None;
         }
         self.busy.store(true, Ordering::Relaxed);
@@ -91,6 +104,9 @@ impl<T> DerefMut for GilRefMut<'_, T> {
 impl<T> Drop for GilRefMut<'_, T> {
     #[inline(always)]
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.cell.poisoned.store(true, Ordering::Relaxed);
+        }
         self.cell.busy.store(false, Ordering::Release);
     }
 }

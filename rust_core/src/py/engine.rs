@@ -237,8 +237,8 @@ impl PyEngine {
         Ok(self.state(py)?.inner.symbols())
     }
 
-    /// The checked `on_tick` (see `fastcall.rs`, which installs the public one).
-    #[pyo3(name = "_on_tick")]
+    /// The checked `on_tick`: `fastcall.rs` installs the public one over it, keeps this as
+    /// `_on_tick`, and calls it for anything but the plain case.
     fn on_tick<'py>(
         &self,
         py: Python<'py>,
