@@ -224,7 +224,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any)
     if benchlib.REPORT:
         tr = terminalreporter
         tr.ensure_newline()
-        tr.section("Mental Trader: service measurements", sep="=")
+        tr.section("Mental Trader: measurements", sep="=")
         for what, measured, target, verdict in benchlib.REPORT:
             tr.write_line(f"{what:<48} {measured:<28} target {target:<18} {verdict}")
     if not rows:

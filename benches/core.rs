@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the pure Rust core (no Python): batch EMA, crossovers,
-//! resampling and bar building at 1e5 and 1e6 rows, and per-tick state updates.
+//! resampling and bar building at 1e5 and 1e6 rows, per-tick state updates, and Black-76
+//! greeks and implied volatility over a 200-strike chain.
 //! Run with `cargo bench --bench core`.
 
 #![allow(
@@ -14,6 +15,7 @@ use mental_trader_core::bars::{build_bars, BarBuilder, VolumeMode};
 use mental_trader_core::cross::{crossovers_into, Cross};
 use mental_trader_core::ema::{ema_into, Ema};
 use mental_trader_core::engine::{Engine, EngineConfig};
+use mental_trader_core::options::{black76, black76_into, implied_vol_into, GreekColumns};
 use mental_trader_core::resample::resample_bars;
 use mental_trader_core::session::{Session, SessionSpec};
 
@@ -151,5 +153,60 @@ fn tick(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, batch, tick);
+/// A NIFTY-like chain: 200 strikes 50 apart around a 24,000 forward, 5 days out, a smile.
+#[allow(clippy::type_complexity)]
+fn chain() -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<bool>) {
+    let n = 200;
+    let f = vec![24_000.0; n];
+    let k: Vec<f64> = (0..n).map(|i| 19_000.0 + 50.0 * i as f64).collect();
+    let t = vec![5.0 / 365.0; n];
+    let r = vec![0.065; n];
+    let call: Vec<bool> = k.iter().map(|&k| k >= 24_000.0).collect();
+    let sigma: Vec<f64> = k
+        .iter()
+        .map(|&k| 0.13 + 0.6 * (k / 24_000.0_f64).ln().powi(2))
+        .collect();
+    (f, k, t, r, sigma, call)
+}
+
+fn options(c: &mut Criterion) {
+    let (f, k, t, r, sigma, call) = chain();
+    let n = f.len();
+    let price: Vec<f64> = (0..n)
+        .map(|i| black76(f[i], k[i], t[i], r[i], sigma[i], call[i]).price)
+        .collect();
+    let mut g = c.benchmark_group("options_chain200");
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("implied_vol", |b| {
+        let mut out = vec![0.0; n];
+        b.iter(|| implied_vol_into(black_box(&price), &f, &k, &t, &r, &call, &mut out).unwrap());
+    });
+    g.bench_function("black76", |b| {
+        let mut cols: Vec<Vec<f64>> = (0..5).map(|_| vec![0.0; n]).collect();
+        b.iter(|| {
+            let [p, d, ga, th, v] = &mut cols[..] else {
+                unreachable!()
+            };
+            black76_into(
+                black_box(&f),
+                &k,
+                &t,
+                &r,
+                &sigma,
+                &call,
+                GreekColumns {
+                    price: p,
+                    delta: d,
+                    gamma: ga,
+                    theta: th,
+                    vega: v,
+                },
+            )
+            .unwrap();
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, batch, tick, options);
 criterion_main!(benches);

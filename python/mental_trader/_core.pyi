@@ -164,6 +164,47 @@ def crossovers(fast: NDArray[np.float64], slow: NDArray[np.float64]) -> NDArray[
         InvalidInputError: bad dtype/shape/contiguity or different lengths.
     """
 
+def black76(
+    F: NDArray[np.float64],
+    K: NDArray[np.float64],
+    T: NDArray[np.float64],
+    r: NDArray[np.float64],
+    sigma: NDArray[np.float64],
+    is_call: NDArray[np.bool_],
+) -> dict[str, NDArray[np.float64]]:
+    """Black-76 price and greeks of every option of a chain (equal-length 1-D arrays).
+
+    ``F`` forward, ``K`` strike, ``T`` years to expiry, ``r`` continuously compounded rate,
+    ``sigma`` annual volatility, ``is_call`` a bool array. Returns ``price`` (discounted),
+    ``delta`` (with respect to the forward), ``gamma``, ``theta`` (per calendar day) and
+    ``vega`` (per volatility point, i.e. per 0.01). A NaN ``sigma`` (an implied volatility
+    that could not be solved) gives NaN in every output of that row.
+
+    Raises:
+        InvalidInputError: bad dtype/shape/contiguity, different lengths, ``F``/``K``/``T``
+            not finite and > 0, ``r`` not finite, ``sigma`` not NaN and not finite and > 0.
+    """
+
+def implied_vol_black76(
+    price: NDArray[np.float64],
+    F: NDArray[np.float64],
+    K: NDArray[np.float64],
+    T: NDArray[np.float64],
+    r: NDArray[np.float64],
+    is_call: NDArray[np.bool_],
+) -> NDArray[np.float64]:
+    """Implied Black-76 volatility of every discounted option price of a chain.
+
+    NaN, never a wrong number, where the price is NaN, outside the no-arbitrage bounds
+    (at or below the discounted intrinsic value; at or above the discounted forward for a
+    call, the discounted strike for a put), its time value is lost in the rounding of the
+    price, or no volatility reproduces it.
+
+    Raises:
+        InvalidInputError: bad dtype/shape/contiguity, different lengths, ``F``/``K``/``T``
+            not finite and > 0, ``r`` not finite.
+    """
+
 def build_bars(
     ts_ns: NDArray[np.int64],
     price: NDArray[np.float64],

@@ -15,9 +15,11 @@ from mental_trader._core import (
     Engine,
     PanicException,
     __version__,
+    black76,
     build_bars,
     crossovers,
     ema,
+    implied_vol_black76,
     resample_bars,
 )
 
@@ -29,8 +31,10 @@ __all__ = [
     "Engine",
     "PanicException",
     "__version__",
+    "black76",
     "build_bars",
     "crossovers",
     "ema",
+    "implied_vol_black76",
     "resample_bars",
 ]

@@ -9,6 +9,7 @@ pub mod cross;
 pub mod ema;
 pub mod engine;
 pub mod error;
+pub mod options;
 pub mod resample;
 pub mod session;
 
@@ -19,7 +20,9 @@ mod testutil;
 pub use error::{CoreError, CoreResult};
 
 /// The Python extension module `mental_trader._core`.
-#[pyo3::pymodule(name = "_core")]
+// `gil_used`: a free-threaded CPython that builds this from source (not as abi3) must keep
+// its GIL on while the module is loaded: `py/cell.rs` relies on it.
+#[pyo3::pymodule(name = "_core", gil_used = true)]
 mod core_module {
     use pyo3::prelude::*;
 
@@ -29,6 +32,8 @@ mod core_module {
     use crate::py::engine::{PyBarEvent, PyEngine};
     #[pymodule_export]
     use crate::py::funcs::{build_bars_py, crossovers_py, ema_py, resample_bars_py};
+    #[pymodule_export]
+    use crate::py::options::{black76_py, implied_vol_black76_py};
     #[pymodule_export]
     use crate::py::types::{PyBar, PyEma};
 

@@ -6,4 +6,5 @@ pub mod cell;
 pub mod engine;
 pub mod fastcall;
 pub mod funcs;
+pub mod options;
 pub mod types;
