@@ -33,6 +33,10 @@ Conventions:
       token) works through a hash map, a little slower.
     * Crossover at i: +1 when fast[i] > slow[i] and fast[i-1] <= slow[i-1]; -1 when
       fast[i] < slow[i] and fast[i-1] >= slow[i-1]; 0 otherwise or where any input is NaN.
+    * Options (Black-76 on a forward): ``T`` in years, ``r`` continuously compounded, prices
+      discounted by ``exp(-r T)``; delta with respect to the forward, theta per calendar day,
+      vega per volatility point (0.01). Chain inputs are equal-length ``float64`` arrays and
+      a ``bool`` array ``is_call``.
 """
 
 from collections.abc import Mapping
@@ -49,9 +53,11 @@ __all__ = [
     "Engine",
     "PanicException",
     "__version__",
+    "black76",
     "build_bars",
     "crossovers",
     "ema",
+    "implied_vol_black76",
     "resample_bars",
 ]
 
