@@ -1,6 +1,6 @@
 """Mental Trader: a self-hosted algorithmic scalping / intraday trading service for NSE.
 
-The hot path (ticks -> bars -> EMA -> crossover) lives in the Rust extension
+The hot path (ticks -> bars -> EMA -> crossover, option math) lives in the Rust extension
 ``mental_trader._core``, exposed through :mod:`mental_trader.core`.
 """
 
@@ -13,9 +13,11 @@ from mental_trader.core import (
     BarEvent,
     Ema,
     Engine,
+    black76,
     build_bars,
     crossovers,
     ema,
+    implied_vol_black76,
     resample_bars,
 )
 from mental_trader.errors import InvalidInputError, MentalTraderError
@@ -29,8 +31,10 @@ __all__ = [
     "InvalidInputError",
     "MentalTraderError",
     "__version__",
+    "black76",
     "build_bars",
     "crossovers",
     "ema",
+    "implied_vol_black76",
     "resample_bars",
 ]
