@@ -194,13 +194,20 @@ async def test_instruments_and_lifecycle(cal: TradingCalendar) -> None:
     async with SimBroker(["NSE:RELIANCE", "NSE:INFY"], calendar=cal) as sim:
         broker: Broker = sim
         assert broker.name == "sim"
-        found = {i.symbol: i for i in await broker.instruments()}
+        rows = await broker.instruments()
+        found = {i.symbol: i for i in rows if i.exchange != "NFO"}
         assert list(found) == ["NSE:RELIANCE", "NSE:INFY", NIFTY_50]
         assert found[NIFTY_50].instrument_type == "INDEX"
         assert found["NSE:RELIANCE"].instrument_type == "EQ"
         assert found["NSE:RELIANCE"].tradingsymbol == "RELIANCE"
         assert all(i.tick_size == 0.05 and i.lot_size == 1 for i in found.values())
         assert len({i.instrument_token for i in found.values()}) == 3
+        # Then the listed option contracts, as in a broker's daily dump.
+        options = rows[3:]
+        assert options
+        assert {i.instrument_type for i in options} == {"CE", "PE"}
+        assert all(i.exchange == "NFO" and i.underlying is not None for i in options)
+        assert len({i.symbol for i in rows}) == len(rows)
     with pytest.raises(BrokerError, match="closed"):
         await sim.instruments()
     await sim.close()  # twice is fine

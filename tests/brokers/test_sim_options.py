@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mental_trader.brokers.sim import SimBroker
+from mental_trader.brokers.sim.clock import ManualClock
 from mental_trader.brokers.sim.market import SimMarket
 from mental_trader.brokers.sim.options import SimFnoSpec, SimOptions, tradingsymbol
 from mental_trader.calendar import IST, TradingCalendar
@@ -194,3 +196,27 @@ def test_a_bad_spec_file_is_refused(tmp_path: Path) -> None:
     path.write_text('tick_size = 0.05\nrate = 0.06\n[underlyings."NSE:X"]\nname = "X"\n')
     with pytest.raises(InvalidInputError, match="sim F&O spec"):
         SimFnoSpec.load(path)
+
+
+async def test_the_sim_broker_serves_chains_quotes_and_option_ticks() -> None:
+    clock = ManualClock(AT)
+    async with SimBroker(["NSE:INFY"], seed=42, clock=clock) as broker:
+        chain = await broker.option_chain(NIFTY, WEEKLY)
+        atm = chain.atm_index()
+        symbol = chain.ce.symbols[atm]
+        quote = (await broker.quote([symbol]))[symbol]
+        assert quote.last_price == chain.ce.last[atm]
+        assert quote.bid < quote.last_price < quote.ask
+        # A feed streams an option with its underlying.
+        feed = await broker.subscribe([NIFTY, symbol], resume_from_ns=dt_to_ns(AT))
+        clock.advance(30.0)
+        async with feed:
+            frames = []
+            async for frame in feed:
+                frames.append(frame)
+                if frame.end_ns >= dt_to_ns(AT) + 20 * 10**9:
+                    break
+        ids = np.concatenate([f.symbol for f in frames])
+        assert set(ids.tolist()) == {0, 1}
+        option_prices = np.concatenate([f.price[f.symbol == 1] for f in frames])
+        assert np.all(np.abs(option_prices - chain.ce.last[atm]) < 0.02 * chain.ce.last[atm] + 5)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,10 +37,12 @@ from mental_trader.brokers.sim.market import (
     is_index_symbol,
     stable_seed,
 )
+from mental_trader.brokers.sim.options import SimOptions
 from mental_trader.calendar import TradingCalendar, ist_date
 from mental_trader.errors import BrokerError, InvalidInputError
 from mental_trader.models import Instrument
-from mental_trader.storage.base import CANDLE_COLUMNS, Candles, dt_to_ns, empty_candles
+from mental_trader.options.chain import OptionChain
+from mental_trader.storage.base import CANDLE_COLUMNS, Candles, dt_to_ns, empty_candles, ns_to_dt
 
 if TYPE_CHECKING:
     from mental_trader.config import Settings
@@ -126,6 +128,8 @@ class SimBroker:
             raise InvalidInputError(f"spread_ticks must be >= 1, got {spread_ticks}")
         self.watchlist = tuple(dict.fromkeys(watchlist))
         self.market = market or SimMarket(seed, calendar or TradingCalendar())
+        #: The market's options; also the tick source of feeds (underlyings and options).
+        self.options = SimOptions(self.market)
         self.calendar = self.market.calendar
         self._now = now or (clock.now if clock is not None else _wall_clock)
         self.clock: Clock = clock or SimClock(self._now(), 1.0)
@@ -178,10 +182,33 @@ class SimBroker:
             raise BrokerError("the sim broker is closed")
 
     async def instruments(self) -> list[Instrument]:
-        """The watchlist and the NIFTY 50 index, in that order."""
+        """The watchlist and the NIFTY 50 index, in that order, then the option contracts
+        listed on the current session (the next one outside sessions), like a broker's daily
+        instrument dump."""
         self._check_open()
         symbols = dict.fromkeys((*self.watchlist, NIFTY_50))
-        return [_instrument(symbol) for symbol in symbols]
+        now = self._now()
+        _require_aware(now, "now")
+        day = ist_date(dt_to_ns(now))
+        for _ in range(15):  # the listing day: today if a session, else the next session
+            if self.calendar.is_session(day):
+                break
+            day += timedelta(days=1)
+        options = await asyncio.to_thread(self.options.instruments, day)
+        return [_instrument(symbol) for symbol in symbols] + options
+
+    async def option_chain(self, underlying: str, expiry: date) -> OptionChain:
+        """The option chain of ``underlying`` for ``expiry``, as of the market's now.
+
+        Raises:
+            InvalidInputError: no options on that underlying, or the expiry is not listed.
+            BrokerError: the broker is closed.
+        """
+        self._check_open()
+        now = self._now()
+        _require_aware(now, "now")
+        at = ns_to_dt(self._market_now_ns(now))
+        return await asyncio.to_thread(self.options.chain, underlying, expiry, at)
 
     async def history(
         self, symbol: str, timeframe_s: int, start: datetime, end: datetime
@@ -268,7 +295,7 @@ class SimBroker:
         for symbol in symbols:
             _check_symbol(symbol)
         feed = SimFeed(
-            self.market,
+            self.options,
             self.clock,
             symbols,
             frame_ms=self.frame_ms if frame_ms is None else frame_ms,
@@ -328,7 +355,10 @@ class SimBroker:
         for session in reversed(days):
             if session < ANCHOR:
                 break
-            ticks = self.market.day_ticks(symbol, session)
+            try:
+                ticks = self.options.day_ticks(symbol, session)
+            except InvalidInputError:
+                continue  # an option not listed that session
             i = int(np.searchsorted(ticks.ts_ns, at_ns, side="left"))
             if i > 0:
                 last = float(ticks.price[i - 1])

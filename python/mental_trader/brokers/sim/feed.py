@@ -57,7 +57,7 @@ import numpy.typing as npt
 
 from mental_trader.brokers.base import TickFrame
 from mental_trader.brokers.sim.clock import Clock
-from mental_trader.brokers.sim.market import SimMarket
+from mental_trader.brokers.sim.market import TickSource
 from mental_trader.calendar import ist_date
 from mental_trader.errors import FeedError, InvalidInputError
 
@@ -97,7 +97,9 @@ class SimFeed:
     and an async context manager; :meth:`aclose` ends it, also from another task.
 
     Args:
-        market: the simulated market.
+        market: where the ticks come from: the simulated market, or its options
+            (:class:`~mental_trader.brokers.sim.options.SimOptions`) to stream option
+            contracts too.
         clock: simulated time (a :class:`~mental_trader.brokers.sim.clock.SimClock`, or a
             :class:`~mental_trader.brokers.sim.clock.ManualClock` in tests).
         symbols: exchange-qualified symbols; frame symbol id ``i`` is ``symbols[i]``.
@@ -110,7 +112,7 @@ class SimFeed:
 
     def __init__(
         self,
-        market: SimMarket,
+        market: TickSource,
         clock: Clock,
         symbols: Sequence[str],
         *,

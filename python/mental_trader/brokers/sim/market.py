@@ -58,7 +58,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -171,6 +171,15 @@ class DayTicks:
 
     def __len__(self) -> int:
         return len(self.ts_ns)
+
+
+class TickSource(Protocol):
+    """What a feed replays: each symbol's ticks per session, and the calendar."""
+
+    @property
+    def calendar(self) -> TradingCalendar: ...
+
+    def day_ticks(self, symbol: str, day: date) -> DayTicks: ...
 
 
 def _frozen(array: npt.NDArray[Any]) -> npt.NDArray[Any]:

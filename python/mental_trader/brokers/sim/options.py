@@ -407,8 +407,18 @@ class SimOptions:
         )
 
     def day_ticks(self, symbol: str, day: date) -> DayTicks:
-        """An option's ticks on ``day``: one at each trade of its underlying, at that trade's
-        time, priced from it; one lot each (``cum_volume`` counts them)."""
+        """The ticks of any symbol on ``day``: the market's for an underlying or index; for
+        an option (``NFO:``), one tick at each trade of its underlying, at that trade's time,
+        priced from it, one lot each (``cum_volume`` counts them).
+
+        So a :class:`SimOptions` is a tick source for a :class:`SimFeed` that streams
+        underlyings and options together.
+
+        Raises:
+            InvalidInputError: an option not listed on ``day``.
+        """
+        if not symbol.startswith("NFO:"):
+            return self.market.day_ticks(symbol, day)
         c = self.contract(symbol, day)
         base = self.market.day_ticks(c.underlying.symbol, day)
         n = len(base)
