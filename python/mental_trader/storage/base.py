@@ -167,6 +167,19 @@ _INSTRUMENT_COLS = (
     "symbol, exchange, tradingsymbol, instrument_token, name, segment, instrument_type, "
     "tick_size, lot_size, expiry, strike, underlying, freeze_qty"
 )
+_UPSERT_INSTRUMENT_SQL = (
+    f"INSERT INTO instruments ({_INSTRUMENT_COLS}) VALUES "
+    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+    "ON CONFLICT (symbol) DO UPDATE SET exchange = excluded.exchange, "
+    "tradingsymbol = excluded.tradingsymbol, instrument_token = excluded.instrument_token, "
+    "name = excluded.name, segment = excluded.segment, "
+    "instrument_type = excluded.instrument_type, tick_size = excluded.tick_size, "
+    "lot_size = excluded.lot_size, expiry = excluded.expiry, strike = excluded.strike, "
+    "underlying = excluded.underlying, freeze_qty = excluded.freeze_qty"
+)
+#: Instrument types of derivative contracts (Kite's instrument dump: FUT, CE, PE).
+DERIVATIVE_TYPES = ("FUT", "CE", "PE")
+_DERIVATIVE_TYPES_SQL = "(" + ", ".join(f"'{t}'" for t in DERIVATIVE_TYPES) + ")"
 _SIGNAL_COLS = "id, ts, symbol, timeframe_s, side, price, strategy, reason, payload"
 _FILL_COLS = "trade_id, client_id, symbol, side, qty, price, ts, charges"
 
@@ -313,9 +326,8 @@ class Store(abc.ABC):
 
     # ----------------------------------------------------------------- instruments
 
-    async def upsert_instruments(self, rows: Sequence[Instrument]) -> int:
-        """Insert or update instruments by symbol; return the row count."""
-        params = [
+    def _instrument_params(self, rows: Sequence[Instrument]) -> list[tuple[Any, ...]]:
+        return [
             (
                 r.symbol,
                 r.exchange,
@@ -333,19 +345,43 @@ class Store(abc.ABC):
             )
             for r in rows
         ]
-        sql = (
-            f"INSERT INTO instruments ({_INSTRUMENT_COLS}) VALUES "
-            "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
-            "ON CONFLICT (symbol) DO UPDATE SET exchange = excluded.exchange, "
-            "tradingsymbol = excluded.tradingsymbol, instrument_token = excluded.instrument_token, "
-            "name = excluded.name, segment = excluded.segment, "
-            "instrument_type = excluded.instrument_type, tick_size = excluded.tick_size, "
-            "lot_size = excluded.lot_size, expiry = excluded.expiry, strike = excluded.strike, "
-            "underlying = excluded.underlying, freeze_qty = excluded.freeze_qty"
-        )
+
+    async def upsert_instruments(self, rows: Sequence[Instrument]) -> int:
+        """Insert or update instruments by symbol; return the row count."""
+        params = self._instrument_params(rows)
         async with self.transaction() as conn:
-            await conn.executemany(sql, params)
+            await conn.executemany(_UPSERT_INSTRUMENT_SQL, params)
         return len(params)
+
+    async def replace_derivatives(
+        self, underlyings: Sequence[str], rows: Sequence[Instrument]
+    ) -> int:
+        """Swap the derivative contracts (FUT, CE, PE) of ``underlyings`` for ``rows`` in ONE
+        transaction: a reader sees the old set or the new one, never a mix or none, and a
+        failure keeps the old set. Validating ``rows`` is the caller's job
+        (:func:`mental_trader.options.master.refresh_instrument_master`). Returns the rows
+        written.
+        """
+        params = self._instrument_params(rows)
+        async with self.transaction() as conn:
+            for underlying in dict.fromkeys(underlyings):
+                await conn.execute(
+                    "DELETE FROM instruments WHERE underlying = $1 "
+                    f"AND instrument_type IN {_DERIVATIVE_TYPES_SQL}",
+                    underlying,
+                )
+            await conn.executemany(_UPSERT_INSTRUMENT_SQL, params)
+        return len(params)
+
+    async def count_derivatives(self) -> dict[str, int]:
+        """Derivative contracts stored per underlying."""
+        async with self.read() as conn:
+            rows = await conn.fetch(
+                "SELECT underlying, COUNT(*) FROM instruments "
+                f"WHERE underlying IS NOT NULL AND instrument_type IN {_DERIVATIVE_TYPES_SQL} "
+                "GROUP BY underlying"
+            )
+        return {str(r[0]): int(r[1]) for r in rows}
 
     async def load_instruments(self, symbols: Sequence[str] | None = None) -> list[Instrument]:
         """Instruments by symbol (all when ``symbols`` is None), ordered by symbol."""
