@@ -27,7 +27,16 @@ from mental_trader.calendar import IST
 from mental_trader.errors import InvalidInputError, StorageError
 from mental_trader.execution.charges import ChargesTable, segment_for
 from mental_trader.execution.orders import OrderRole, WorkingOrder, instrument_for, opposite
-from mental_trader.models import Fill, Instrument, OrderStatus, Position, Side, Trade, TradeStatus
+from mental_trader.models import (
+    Fill,
+    Instrument,
+    OptionTrade,
+    OrderStatus,
+    Position,
+    Side,
+    Trade,
+    TradeStatus,
+)
 
 if TYPE_CHECKING:
     from mental_trader.risk import RiskManager
@@ -39,6 +48,11 @@ log = logging.getLogger(__name__)
 
 #: A store write to run (again): a coroutine factory, e.g. ``partial(store.apply_fill, f)``.
 Write = Callable[[], Awaitable[object]]
+
+
+def is_option(instrument: Instrument) -> bool:
+    """An option contract: its round trips go to ``option_trades``, with attribution."""
+    return instrument.instrument_type in ("CE", "PE")
 
 
 @dataclass(slots=True)
@@ -66,6 +80,31 @@ class OpenPosition:
         """``side.sign * (exit - entry) * qty`` minus entry and exit charges."""
         gross = self.side.sign * (exit_price - self.entry_price) * self.qty
         return gross - self.entry_charges - exit_charges
+
+    def option_trade(self, instrument: Instrument, fill: Fill, work: WorkingOrder) -> OptionTrade:
+        """The OPEN option round trip to store for this position's entry fill.
+
+        Raises:
+            InvalidInputError: the instrument lacks its contract facts (expiry, strike).
+        """
+        if instrument.expiry is None or instrument.strike is None:
+            raise InvalidInputError(f"{instrument.symbol}: option without expiry or strike")
+        return OptionTrade(
+            id=self.trade_id,
+            underlying=instrument.underlying or "",
+            symbol=instrument.symbol,
+            expiry=instrument.expiry,
+            strike=instrument.strike,
+            option_type=instrument.instrument_type,
+            side=self.side,
+            lots=self.qty // max(instrument.lot_size, 1),
+            lot_size=instrument.lot_size,
+            entry_ts=fill.ts,
+            entry_price=self.entry_price,
+            underlying_signal_id=work.intent.signal_id,
+            underlying_entry_price=work.underlying_price,
+            entry_charges=self.entry_charges,
+        )
 
     def trade(self, symbol: str, fill: Fill, work: WorkingOrder) -> Trade:
         """The OPEN round trip to store for this position's entry fill."""
@@ -247,7 +286,13 @@ class Ledger:
             product=product,
             last_price=fill.price,
         )
-        await self.spool.write(partial(self.store.open_trade, pos.trade(fill.symbol, fill, work)))
+        opened: Write
+        if is_option(book.instrument):
+            trip = pos.option_trade(book.instrument, fill, work)
+            opened = partial(self.store.open_option_trade, trip)
+        else:
+            opened = partial(self.store.open_trade, pos.trade(fill.symbol, fill, work))
+        await self.spool.write(opened)
         self.mark()
         self._notify("trade", f"entered {fill.side} {fill.qty} {fill.symbol} @ {fill.price:g}")
 
@@ -258,22 +303,46 @@ class Ledger:
             log.error("exit fill %s without a position in %s", fill.trade_id, fill.symbol)
             return
         net = pos.net_pnl(fill.price, fill.charges)
-        close = partial(self.store.close_trade, pos.trade_id, exit_ts=fill.ts, reason=work.reason)
-        await self.spool.write(partial(close, exit_price=fill.price, exit_charges=fill.charges))
+        close: Write
+        if is_option(book.instrument):
+            close = partial(
+                self.store.close_option_trade,
+                pos.trade_id,
+                exit_ts=fill.ts,
+                exit_price=fill.price,
+                exit_charges=fill.charges,
+                reason=work.reason,
+                underlying_exit_price=work.underlying_price,
+            )
+        else:
+            close = partial(
+                self.store.close_trade,
+                pos.trade_id,
+                exit_ts=fill.ts,
+                exit_price=fill.price,
+                exit_charges=fill.charges,
+                reason=work.reason,
+            )
+        await self.spool.write(close)
         self.mark()  # without this position first, so its P&L is not counted twice
         self.risk.position_closed(fill.symbol, net)
         self._notify("trade", f"closed {fill.symbol} @ {fill.price:g} ({work.reason}): {net:.2f}")
 
     async def restore(self) -> None:
         """Reload open round trips, and today's realized P&L and entries into the risk manager."""
-        for t in await self.store.load_trades(status=TradeStatus.OPEN):
+        open_trips: list[Trade | OptionTrade] = [
+            *await self.store.load_trades(status=TradeStatus.OPEN),
+            *await self.store.load_option_trades(status=TradeStatus.OPEN),
+        ]
+        for t in open_trips:
             order = await self.store.get_order(t.id)
             product = order.product if order else self.product
-            entry = Fill(t.id, t.id, t.symbol, t.side, t.qty, t.entry_price, t.entry_ts)
+            qty = t.qty if isinstance(t, Trade) else t.lots * t.lot_size
+            entry = Fill(t.id, t.id, t.symbol, t.side, qty, t.entry_price, t.entry_ts)
             est = self.charges_for(entry, opposite(t.side), product)
             book = self.books.setdefault(t.symbol, SymbolBook(self.instrument(t.symbol)))
             book.position = OpenPosition(
-                t.id, t.side, t.qty, t.entry_price, t.entry_charges, est, product, t.entry_price
+                t.id, t.side, qty, t.entry_price, t.entry_charges, est, product, t.entry_price
             )
         day = self.risk.day
         realized = sum(d.net_pnl for d in await self.store.daily_pnl(day, day))

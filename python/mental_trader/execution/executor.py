@@ -201,6 +201,7 @@ class Executor:
         *,
         strategy: str = "",
         limit_price: float | None = None,
+        underlying_price: float | None = None,
     ) -> OrderResult:
         """Open a position: risk checks, intent row, throttle, then submission.
 
@@ -214,6 +215,8 @@ class Executor:
             strategy: the strategy's name, stored on the trade.
             limit_price: a LIMIT order at this price (rounded to the tick so as never to
                 cross it); None for a MARKET order.
+            underlying_price: for an option, the underlying's price now (P&L attribution
+                on the option round trip).
         """
         if symbol in self._books:
             return self._refused(symbol, "already has a position or a working order")
@@ -237,7 +240,13 @@ class Executor:
             signal_id=signal_id,
             created_at=self.clock.now(),
         )
-        work = WorkingOrder(intent, OrderRole.ENTRY, reason=reason, strategy=strategy)
+        work = WorkingOrder(
+            intent,
+            OrderRole.ENTRY,
+            reason=reason,
+            strategy=strategy,
+            underlying_price=underlying_price,
+        )
         # the symbol's book is reserved before any await: no second entry can slip in
         book = self._books[symbol] = SymbolBook(instrument, entry=work)
         self.risk.entry_reserved(symbol)
@@ -254,11 +263,14 @@ class Executor:
         log.info("entry %s %s %d %s: %s", intent.client_id, side, intent.qty, symbol, reason)
         return await self._submit(work)
 
-    async def exit(self, symbol: str, reason: str) -> OrderResult:
+    async def exit(
+        self, symbol: str, reason: str, *, underlying_price: float | None = None
+    ) -> OrderResult:
         """Close the position in ``symbol`` with a MARKET order for all of it.
 
         Allowed in every trading state. With an exit already working nothing new is sent;
-        with only an entry working, the entry is cancelled instead.
+        with only an entry working, the entry is cancelled instead. ``underlying_price``:
+        for an option, the underlying's price now (P&L attribution).
         """
         book = self._books.get(symbol)
         if book is not None and book.exit is not None:
@@ -277,7 +289,13 @@ class Executor:
             product=pos.product,
             created_at=self.clock.now(),
         )
-        work = WorkingOrder(intent, OrderRole.EXIT, reason=reason, trade_id=pos.trade_id)
+        work = WorkingOrder(
+            intent,
+            OrderRole.EXIT,
+            reason=reason,
+            trade_id=pos.trade_id,
+            underlying_price=underlying_price,
+        )
         book.exit = work
         if not await self._write_intent(work):
             book.exit = None

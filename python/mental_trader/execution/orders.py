@@ -214,6 +214,8 @@ class WorkingOrder:
         trade_id: the round trip an EXIT closes (the entry's client id).
         strategy: the strategy that asked for an ENTRY.
         cancel_requested: a cancel was sent (not sent twice).
+        underlying_price: for an option order, the underlying's price when it was decided
+            (stored on the option round trip for P&L attribution).
     """
 
     intent: OrderIntent
@@ -224,6 +226,7 @@ class WorkingOrder:
     strategy: str = ""
     broker_order_id: str | None = None
     cancel_requested: bool = False
+    underlying_price: float | None = None
 
     @property
     def client_id(self) -> str:
