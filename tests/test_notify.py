@@ -258,7 +258,7 @@ async def test_notify_never_blocks_and_overflow_drops_the_oldest(hook: Hook) -> 
 
 
 async def test_placement_acks_are_ignored(hook: Hook) -> None:
-    assert {"signal", "fill", "rejection", "halt", "error"} == NOTIFY_EVENTS
+    assert {"signal", "option_signal", "fill", "rejection", "halt", "error"} == NOTIFY_EVENTS
     async with Notifier(settings_for(hook.url()), **FAST) as notifier:
         notifier.notify("order_placed", {"client_id": "abc"})
         notifier.notify("order_ack", {"client_id": "abc"})

@@ -4,9 +4,10 @@
 worker task delivers the queue in order. When the queue is full the OLDEST message is
 dropped (and counted, and logged): a burst never blocks trading and the newest news wins.
 
-Which events notify (:data:`NOTIFY_EVENTS`): ``signal``, ``fill``, ``rejection``, ``halt``
-and ``error``. Anything else (an order placement acknowledgement, say) is ignored and
-counted as ``ignored``: they are frequent and say nothing a trader acts on.
+Which events notify (:data:`NOTIFY_EVENTS`): ``signal``, ``option_signal`` (an option
+entry or exit the options layer decided), ``fill``, ``rejection``, ``halt`` and ``error``.
+Anything else (an order placement acknowledgement, say) is ignored and counted as
+``ignored``: they are frequent and say nothing a trader acts on.
 
 Webhook (``NOTIFIER_WEBHOOK``): an HTTP POST of the JSON document::
 
@@ -84,6 +85,7 @@ class NotifyEvent(StrEnum):
     """The event types that notify. Members are plain strings too (``"fill"``)."""
 
     SIGNAL = "signal"
+    OPTION_SIGNAL = "option_signal"
     FILL = "fill"
     REJECTION = "rejection"
     HALT = "halt"

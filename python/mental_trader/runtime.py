@@ -16,6 +16,7 @@ from mental_trader.calendar import TradingCalendar, ist_date
 from mental_trader.config import Settings
 from mental_trader.errors import ConfigError
 from mental_trader.notify import Notifier
+from mental_trader.options.desk import DeskTiming
 from mental_trader.service import DualTimeframeService
 from mental_trader.storage import open_store
 from mental_trader.storage.base import dt_to_ns, ns_to_dt
@@ -84,6 +85,7 @@ async def open_service(
             calendar=calendar,
             notifier=notifier,
             market_now=clock.now,
+            options_timing=DeskTiming.for_speed(clock.speed),
         )
         stack.push_async_callback(service.close)
         log.info(

@@ -31,12 +31,14 @@ from typing import Any
 from mental_trader.api.metrics import Metrics
 from mental_trader.backfill import backfill
 from mental_trader.brokers.base import Broker, Feed
-from mental_trader.calendar import TradingCalendar, ist_date
+from mental_trader.calendar import IST, TradingCalendar, ist_date
 from mental_trader.config import Settings
 from mental_trader.core import BarEvent, Engine
 from mental_trader.execution import ChargesTable, Executor, PaperGateway
 from mental_trader.models import EmaStateRow, Event, Instrument, Side
 from mental_trader.notify import Notifier
+from mental_trader.options.desk import DeskTiming, OptionsBroker, OptionsDesk
+from mental_trader.options.manager import OptionsParams, options_name
 from mental_trader.risk import RiskManager
 from mental_trader.storage import CandleRow, Store, StoreWriter
 from mental_trader.storage.base import Candles, ns_to_dt
@@ -97,6 +99,8 @@ class DualTimeframeService:
         metrics: the Prometheus metrics (a new set by default).
         market_now: the market clock (default: the broker's).
         strategy: the strategy (default: the one MODE names).
+        options_timing: how often the options desk marks and refreshes chains (default:
+            for a real-time clock).
     """
 
     def __init__(
@@ -110,6 +114,7 @@ class DualTimeframeService:
         metrics: Metrics | None = None,
         market_now: Callable[[], datetime] | None = None,
         strategy: Strategy | None = None,
+        options_timing: DeskTiming | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -118,6 +123,7 @@ class DualTimeframeService:
         self.notifier = notifier
         self._metrics = metrics or Metrics()
         self.strategy = strategy or strategy_for_mode(settings)
+        self._options_timing = options_timing
         self.clock = ServiceClock(market_now or _utc_now)
         self.writer = StoreWriter(store, max_spool=settings.write_spool_max)
         self._metrics.bind_writer(self.writer.health)
@@ -126,6 +132,8 @@ class DualTimeframeService:
         self.risk = RiskManager(settings, self.clock)
         self.gateway: PaperGateway | None = None
         self.executor: Executor | None = None
+        #: The options layer (OPTIONS_ENABLED), made when the loop starts.
+        self.options: OptionsDesk | None = None
         self.symbols: list[str] = []
         self._ids: dict[str, int] = {}
         self._state: dict[str, _SymbolState] = {}
@@ -260,6 +268,7 @@ class DualTimeframeService:
             },
             "positions": positions,
             "pnl": {"net_today": self.risk.net_pnl},
+            "options": None if self.options is None else self.options.status(),
             "ticks": self.metrics.ticks_total,
             "dropped_ticks": dict(self.engine.dropped),
             "last_error": self.last_error,
@@ -287,6 +296,10 @@ class DualTimeframeService:
             raise RuntimeError(f"the broker does not know {missing}")
         self._instruments = instruments
         self.symbols = list(self.settings.watchlist)
+        # The options underlyings' own bars make their signals (an index is not traded).
+        for underlying in self._option_underlyings():
+            if underlying not in self.symbols:
+                self.symbols.append(underlying)
         self._ids = {s: i for i, s in enumerate(self.symbols)}
         self._state = {s: _SymbolState(s) for s in self.symbols}
 
@@ -399,6 +412,7 @@ class DualTimeframeService:
             )
             await self.executor.restore()
             self._sync_views()
+            self.options = await self._options_desk(self.executor)
             # Start-up made a large heap (imports, calendars, history) that lives for the
             # whole run; freezing it keeps full GC passes short, so they cannot stall the
             # tick loop for 100+ ms.
@@ -409,6 +423,8 @@ class DualTimeframeService:
                 group.create_task(self._order_worker(), name="orders")
                 group.create_task(self._tick_loop(), name="ticks")
                 group.create_task(self._clock_loop(), name="bar-clock")
+                if self.options is not None:
+                    group.create_task(self.options.run(), name="options")
         except asyncio.CancelledError:
             self._feed_state = "stopped"
             raise
@@ -528,6 +544,8 @@ class DualTimeframeService:
             signal = await self._signals.get()
             self._notify("signal", _signal_payload(signal))
             try:
+                if self.options is not None and self.options.handles(signal.symbol):
+                    await self.options.on_signal(signal)
                 if signal.kind == "exit":
                     result = await executor.exit(signal.symbol, signal.reason)
                 else:
@@ -558,6 +576,42 @@ class DualTimeframeService:
                 log.exception("order for signal %s failed", signal.id)
             await executor.pump()
             self._sync_views()
+
+    def _option_underlyings(self) -> list[str]:
+        """The underlyings (symbols) of the configured OPTIONS_UNDERLYINGS names that have
+        contracts in the broker's instrument dump."""
+        if not self.settings.options_enabled:
+            return []
+        names = set(self.settings.options_underlyings)
+        return sorted(
+            {
+                i.underlying
+                for i in self._instruments.values()
+                if i.underlying
+                and i.instrument_type in ("CE", "PE")
+                and options_name(i.underlying) in names
+            }
+        )
+
+    async def _options_desk(self, executor: Executor) -> OptionsDesk | None:
+        if not self.settings.options_enabled:
+            return None
+        if not isinstance(self.broker, OptionsBroker):
+            log.error("options: the %s broker serves no option chains", self.broker.name)
+            return None
+        desk = OptionsDesk(
+            OptionsParams.from_settings(self.settings),
+            broker=self.broker,
+            store=self.store,
+            executor=executor,
+            instruments=self._instruments,
+            clock=self.clock,
+            notify=self._notify,
+            underlying_price=lambda s: self._state[s].last_price if s in self._state else None,
+            timing=self._options_timing,
+        )
+        await desk.prepare(self.clock.now().astimezone(IST).date())
+        return desk
 
     def _sync_views(self) -> None:
         """Position views for the strategy from the executor's positions."""

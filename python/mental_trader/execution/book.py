@@ -101,7 +101,7 @@ class OpenPosition:
             lot_size=instrument.lot_size,
             entry_ts=fill.ts,
             entry_price=self.entry_price,
-            underlying_signal_id=work.intent.signal_id,
+            underlying_signal_id=work.underlying_signal_id or work.intent.signal_id,
             underlying_entry_price=work.underlying_price,
             entry_charges=self.entry_charges,
         )

@@ -145,6 +145,10 @@ class Executor:
         """Open positions (signed qty; ``charges`` = entry charges), by symbol."""
         return self.ledger.positions()
 
+    def holds(self, symbol: str) -> bool:
+        """Whether ``symbol`` has a position or a working order."""
+        return symbol in self._books
+
     # -- the tick path ------------------------------------------------------------------
 
     def on_tick(self, symbol: str, ts_ns: int, price: float) -> None:
@@ -202,6 +206,7 @@ class Executor:
         strategy: str = "",
         limit_price: float | None = None,
         underlying_price: float | None = None,
+        underlying_signal_id: str | None = None,
     ) -> OrderResult:
         """Open a position: risk checks, intent row, throttle, then submission.
 
@@ -217,6 +222,8 @@ class Executor:
                 cross it); None for a MARKET order.
             underlying_price: for an option, the underlying's price now (P&L attribution
                 on the option round trip).
+            underlying_signal_id: for an option, the underlying signal it came from (the
+                round trip's attribution; ``signal_id`` is then the option signal's id).
         """
         if symbol in self._books:
             return self._refused(symbol, "already has a position or a working order")
@@ -246,6 +253,7 @@ class Executor:
             reason=reason,
             strategy=strategy,
             underlying_price=underlying_price,
+            underlying_signal_id=underlying_signal_id,
         )
         # the symbol's book is reserved before any await: no second entry can slip in
         book = self._books[symbol] = SymbolBook(instrument, entry=work)

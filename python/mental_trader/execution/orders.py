@@ -216,6 +216,7 @@ class WorkingOrder:
         cancel_requested: a cancel was sent (not sent twice).
         underlying_price: for an option order, the underlying's price when it was decided
             (stored on the option round trip for P&L attribution).
+        underlying_signal_id: for an option entry, the underlying signal it came from.
     """
 
     intent: OrderIntent
@@ -227,6 +228,7 @@ class WorkingOrder:
     broker_order_id: str | None = None
     cancel_requested: bool = False
     underlying_price: float | None = None
+    underlying_signal_id: str | None = None
 
     @property
     def client_id(self) -> str:

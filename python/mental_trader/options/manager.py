@@ -99,6 +99,7 @@ __all__ = [
     "StrikePick",
     "StrikePicker",
     "nearest_liquid_strike",
+    "options_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,12 @@ def nearest_liquid_strike(chain: OptionChain, option_type: OptionType) -> Strike
         score=-float(distance[row]),
         breakdown={"distance": float(distance[row]), "bid": bid, "ask": ask},
     )
+
+
+def options_name(symbol: str, aliases: Mapping[str, str] = INDEX_OPTION_NAMES) -> str:
+    """The name an underlying's options trade under (``"NSE:NIFTY 50"`` → ``"NIFTY"``)."""
+    name = symbol.partition(":")[2] or symbol
+    return aliases.get(name, name)
 
 
 # -- values -------------------------------------------------------------------------------
@@ -468,8 +475,7 @@ class OptionsManager:
 
         ``"NSE:NIFTY 50"`` → ``"NIFTY"``; ``"NSE:RELIANCE"`` → ``"RELIANCE"`` (no alias).
         """
-        name = symbol.partition(":")[2] or symbol
-        return self.params.aliases.get(name, name)
+        return options_name(symbol, self.params.aliases)
 
     def positions(self) -> tuple[OptionPosition, ...]:
         """The open option positions, in the order they were opened."""
