@@ -17,8 +17,10 @@ from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
 
+import httpx
 import pytest
 
+from mental_trader.api import create_app
 from mental_trader.brokers.sim.clock import session_open
 from mental_trader.config import Settings, load_settings
 from mental_trader.execution import ChargesTable
@@ -32,6 +34,7 @@ DAY = date(2025, 1, 8)
 NIFTY = "NSE:NIFTY 50"
 SPEED = 4_000.0
 TIMEOUT_S = 60.0
+TOKEN = "tok-" + "y" * 24
 EXIT_REASONS = {"premium_stop", "premium_target", "reversal", "square_off", "underlying_exit"}
 _SETTING_NAMES = frozenset(Settings.env_names())
 
@@ -77,6 +80,17 @@ async def test_an_underlying_cross_becomes_an_option_trade_entered_marked_and_ex
 
         await _until(closed_option_trip, "a closed option round trip", service)
         status = service.status()
+        # The API over the running service: the cached chain with analytics, the option
+        # signals, the attribution.
+        app = create_app(settings, service, api_token=TOKEN)
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://t", headers=headers
+        ) as api:
+            chain = (await api.get("/options/NIFTY/chain")).json()
+            option_signals = (await api.get("/options/signals")).json()
+            legs = (await api.get("/pnl/attribution")).json()
         desk = service.options
         assert desk is not None
         attribution = await desk.attribution()
@@ -132,3 +146,17 @@ async def test_an_underlying_cross_becomes_an_option_trade_entered_marked_and_ex
     assert attribution[NIFTY]["option"] == pytest.approx(closed_net, abs=0.01)
     assert attribution[NIFTY]["underlying"] == 0.0
     assert math.isfinite(status["options"]["decision_us_p50"])
+    # The chain view: both sides per strike, IVs solved near the money, a ranking.
+    assert chain["underlying"] == NIFTY
+    assert len(chain["ce"]) == len(chain["pe"]) > 50
+    near = [row for row in chain["ce"] if abs(row["strike"] - chain["spot"]) <= 200]
+    assert near
+    assert all(row["iv"] is not None and 0.05 < row["iv"] < 0.5 for row in near)
+    assert chain["pcr_oi"] > 0
+    assert chain["max_pain"] in {row["strike"] for row in chain["ce"]}
+    assert chain["ranked"]["CE"]
+    assert chain["ranked"]["CE"][0]["breakdown"]
+    entries = [s for s in option_signals if s["kind"] == "entry"]
+    assert any(s["underlying_signal_id"] == trip.underlying_signal_id for s in entries)
+    (nifty_legs,) = [u for u in legs["underlyings"] if u["underlying"] == NIFTY]
+    assert nifty_legs["option_trades"] >= 1

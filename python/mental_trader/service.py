@@ -274,6 +274,18 @@ class DualTimeframeService:
             "last_error": self.last_error,
         }
 
+    def option_chain(self, underlying: str, expiry: date | None = None) -> dict[str, Any] | None:
+        """The cached chain with analytics (see ``api.deps.ServiceApi.option_chain``)."""
+        return None if self.options is None else self.options.chain_view(underlying, expiry)
+
+    def option_signals(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest option signals, newest first."""
+        return [] if self.options is None else self.options.signals_view(limit)
+
+    def option_positions(self) -> list[dict[str, Any]]:
+        """The open option positions."""
+        return [] if self.options is None else self.options.positions_view()
+
     # ----------------------------------------------------------------- start-up
 
     def _new_engine(self) -> Engine:

@@ -70,6 +70,12 @@ class FakeService:
         self.health_status = "ok"
         self.fail: Exception | None = None
         self._lock = asyncio.Lock()
+        self.chains: dict[str, dict[str, Any]] = {
+            "NIFTY": {"underlying": "NSE:NIFTY 50", "pcr_oi": 0.9, "ce": [], "pe": []}
+        }
+        self.chain_requests: list[tuple[str, date | None]] = []
+        self.recent_option_signals: list[dict[str, Any]] = []
+        self.open_option_positions: list[dict[str, Any]] = []
 
     def health(self) -> dict[str, Any]:
         lag = self.metrics.loop_lag.snapshot()
@@ -93,6 +99,16 @@ class FakeService:
             "positions": [{"symbol": "NSE:INFY", "qty": 5}],
             "pnl": {"realized": 10.0},
         }
+
+    def option_chain(self, underlying: str, expiry: date | None = None) -> dict[str, Any] | None:
+        self.chain_requests.append((underlying, expiry))
+        return self.chains.get(underlying.upper())
+
+    def option_signals(self, limit: int = 100) -> list[dict[str, Any]]:
+        return self.recent_option_signals[:limit]
+
+    def option_positions(self) -> list[dict[str, Any]]:
+        return list(self.open_option_positions)
 
     async def start(self) -> bool:
         if self.fail is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import numpy as np
@@ -154,6 +154,47 @@ async def test_option_trades(client: httpx.AsyncClient) -> None:
     )
     assert trade["gross_pnl"] == pytest.approx(500.0)
     assert (await client.get("/option-trades", params={"status": "open"})).json()["count"] == 0
+
+
+async def test_pnl_attribution_splits_each_underlying_by_leg(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/pnl/attribution")).json()
+    assert body == {
+        "underlyings": [
+            {
+                "underlying": "NIFTY",
+                "underlying_net_pnl": 0.0,
+                "underlying_trades": 0,
+                "option_net_pnl": 500.0,
+                "option_trades": 1,
+            }
+        ]
+    }
+
+
+async def test_option_chain_is_served_from_the_service_or_404(
+    client: httpx.AsyncClient, service: FakeService
+) -> None:
+    missing = await client.get("/options/BANKNIFTY/chain")
+    assert missing.status_code == 404
+    assert "OPTIONS_ENABLED" in missing.json()["detail"]
+    got = await client.get("/options/nifty/chain", params={"expiry": "2026-12-01"})
+    assert got.status_code == 200
+    assert got.json()["pcr_oi"] == 0.9
+    assert service.chain_requests[-1] == ("nifty", date(2026, 12, 1))
+    bad = await client.get("/options/NIFTY/chain", params={"expiry": "soon"})
+    assert bad.status_code == 422
+
+
+async def test_option_signals_and_positions(
+    client: httpx.AsyncClient, service: FakeService
+) -> None:
+    service.recent_option_signals = [{"id": f"s{i}", "kind": "entry"} for i in range(5)]
+    service.open_option_positions = [{"symbol": "NFO:NIFTY26D0124000CE", "qty": 65}]
+    signals = (await client.get("/options/signals", params={"limit": 2})).json()
+    assert [s["id"] for s in signals] == ["s0", "s1"]
+    assert (await client.get("/options/signals", params={"limit": 0})).status_code == 422
+    positions = (await client.get("/options/positions")).json()
+    assert positions == [{"symbol": "NFO:NIFTY26D0124000CE", "qty": 65}]
 
 
 async def test_positions(client: httpx.AsyncClient) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Depends, Request
@@ -75,6 +76,17 @@ class ServiceApi(Protocol):
 
     def status(self) -> dict[str, Any]:
         """Running state, trading state, per-symbol last bar and EMAs, positions, P&L."""
+
+    def option_chain(self, underlying: str, expiry: date | None = None) -> dict[str, Any] | None:
+        """The cached option chain of ``underlying`` (symbol or options name such as
+        ``"NIFTY"``) for ``expiry`` (default the nearest), with its analytics and strike
+        ranking, JSON-ready; None when options are off or the underlying is unknown."""
+
+    def option_signals(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest option signals, newest first (empty when options are off)."""
+
+    def option_positions(self) -> list[dict[str, Any]]:
+        """The open option positions (empty when options are off)."""
 
     async def start(self) -> bool:
         """Start the engine; True if this call started it, False if it was running.

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol, runtime_checkable
@@ -393,6 +394,107 @@ class OptionsDesk:
             "decision_us_p99": round(lat[int(len(lat) * 0.99)] * 1e6, 1) if lat else None,
         }
 
-    def quote_map(self) -> Mapping[str, OptionChain]:
-        """The nearest cached chain per underlying (for the API)."""
-        return {u: c[min(c)] for u, c in self.chains.items() if c}
+    def _underlying_of(self, text: str) -> str | None:
+        """An underlying symbol from its symbol or its options name (``"NIFTY"``)."""
+        wanted = text.strip().upper()
+        for underlying in self.underlyings:
+            if wanted in (underlying.upper(), self.manager.underlying_name(underlying).upper()):
+                return underlying
+        return None
+
+    def chain_view(self, underlying: str, expiry: date | None = None) -> dict[str, Any] | None:
+        """The cached chain of ``underlying`` (symbol or options name) for ``expiry``
+        (default the nearest) with its analytics and ranking, JSON-ready; None if unknown."""
+        symbol = self._underlying_of(underlying)
+        cached = self.chains.get(symbol or "", {})
+        if not cached:
+            return None
+        chain = cached.get(expiry) if expiry is not None else cached[min(cached)]
+        if chain is None:
+            return None
+        key = (chain.underlying, chain.expiry, chain.ts.astimezone(IST).date())
+        a = analyze(chain, self._baselines.get(key))
+        sides: dict[str, list[dict[str, Any]]] = {}
+        ranked: dict[str, list[dict[str, Any]]] = {}
+        for kind in ("CE", "PE"):
+            side, stats = chain.side(kind), a.side(kind)
+            sides[kind] = [
+                {
+                    "strike": float(chain.strike[i]),
+                    "symbol": side.symbols[i],
+                    "bid": _num(side.bid[i]),
+                    "ask": _num(side.ask[i]),
+                    "last": _num(side.last[i]),
+                    "oi": _num(stats.oi[i]),
+                    "oi_change": _num(stats.oi_change[i]),
+                    "oi_percentile": _num(stats.oi_percentile[i]),
+                    "volume": _num(stats.volume[i]),
+                    "spread_pct": _num(stats.spread_pct[i]),
+                    "iv": _num(stats.iv[i]),
+                    "delta": _num(stats.delta[i]),
+                    "buildup": str(stats.buildup[i]),
+                }
+                for i in range(len(chain))
+            ]
+            ranked[kind] = [
+                {
+                    "symbol": r.symbol,
+                    "strike": r.strike,
+                    "premium": r.premium,
+                    "iv": _num(r.iv),
+                    "delta": _num(r.delta),
+                    "score": _num(r.score),
+                    "breakdown": {k: _num(v) for k, v in r.breakdown.items()},
+                }
+                for r in rank_strikes(a, kind, self.ranking, top=5)
+            ]
+        return {
+            "underlying": chain.underlying,
+            "expiry": chain.expiry.isoformat(),
+            "expiries": sorted(e.isoformat() for e in cached),
+            "ts": chain.ts.isoformat(),
+            "spot": chain.spot,
+            "lot_size": chain.lot_size,
+            "tick_size": chain.tick_size,
+            "freeze_qty": chain.freeze_qty,
+            "forward": _num(a.forward),
+            "atm_strike": _num(a.atm_strike),
+            "atm_straddle": _num(a.atm_straddle),
+            "pcr_oi": _num(a.pcr_oi),
+            "pcr_volume": _num(a.pcr_volume),
+            "max_pain": _num(a.max_pain),
+            "ce": sides["CE"],
+            "pe": sides["PE"],
+            "ranked": ranked,
+        }
+
+    def signals_view(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest option signals first."""
+        return list(reversed(self.recent))[:limit]
+
+    def positions_view(self) -> list[dict[str, Any]]:
+        """The open option positions with their levels and last premium."""
+        return [
+            {
+                "symbol": p.symbol,
+                "underlying": p.underlying_symbol,
+                "expiry": p.expiry.isoformat(),
+                "strike": p.strike,
+                "option_type": p.option_type,
+                "lots": p.lots,
+                "qty": p.qty,
+                "entry_price": p.entry_price,
+                "stop": p.stop,
+                "target": p.target,
+                "underlying_signal_id": p.underlying_signal_id,
+                "opened_at": p.opened_at.isoformat(),
+                "exiting": p.exiting,
+            }
+            for p in self.manager.positions()
+        ]
+
+
+def _num(value: Any) -> float | None:
+    """A JSON number: NaN and infinities (no value) become None."""
+    out = float(value)
+    return out if math.isfinite(out) else None

@@ -14,6 +14,7 @@ from mental_trader.api.routes import (
     health,
     info,
     metrics,
+    options,
     pnl,
     positions,
     signals,
@@ -33,6 +34,7 @@ PROTECTED_ROUTERS: tuple[APIRouter, ...] = (
     trades.router,
     positions.router,
     pnl.router,
+    options.router,
     candles.router,
     metrics.router,
 )
