@@ -245,6 +245,20 @@ class Settings(BaseSettings):
     options_premium_risk: float = Field(2000.0, gt=0)
     options_debounce_s: float = Field(5.0, ge=0, le=3600)
     options_cooldown_s: float = Field(60.0, ge=0, le=86_400)
+    # premium stop / target of an option position, % of the entry premium (unset: per MODE,
+    # scalp 20 / 30, intraday 30 / 60)
+    options_stop_pct: float | None = Field(None, gt=0, lt=100)
+    options_target_pct: float | None = Field(None, gt=0, le=1000)
+    # strike ranking: filters, then a weighted score (weights are relative)
+    options_min_oi_percentile: float = Field(50.0, ge=0, le=100)
+    options_max_spread_pct: float = Field(5.0, gt=0, le=100)
+    options_delta_min: float = Field(0.35, ge=0, le=1)
+    options_delta_max: float = Field(0.65, ge=0, le=1)
+    options_weight_oi: float = Field(0.3, ge=0)
+    options_weight_spread: float = Field(0.25, ge=0)
+    options_weight_delta: float = Field(0.25, ge=0)
+    options_weight_volume: float = Field(0.2, ge=0)
+    options_weight_oi_change: float = Field(0.0, ge=0)
 
     # -- notifier -------------------------------------------------------------------
     notifier_webhook: SecretStr | None = None
@@ -714,7 +728,10 @@ _PUBLIC_FIELDS = (
     "max_orders_per_second", "product",
     "paper_half_spread_bps", "paper_slippage_bps", "charges_file",
     "options_enabled", "options_underlyings", "options_min_days_to_expiry", "options_max_lots",
-    "options_premium_risk", "options_debounce_s", "options_cooldown_s",
+    "options_premium_risk", "options_debounce_s", "options_cooldown_s", "options_stop_pct",
+    "options_target_pct", "options_min_oi_percentile", "options_max_spread_pct",
+    "options_delta_min", "options_delta_max", "options_weight_oi", "options_weight_spread",
+    "options_weight_delta", "options_weight_volume", "options_weight_oi_change",
     "notify_timeout_s", "smtp_host", "smtp_port",
     "api_host", "api_port",
     "data_dir", "db_pool_min", "db_pool_max", "write_spool_max", "sqlite_synchronous",

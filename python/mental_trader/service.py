@@ -37,6 +37,7 @@ from mental_trader.core import BarEvent, Engine
 from mental_trader.execution import ChargesTable, Executor, PaperGateway
 from mental_trader.models import EmaStateRow, Event, Instrument, Side
 from mental_trader.notify import Notifier
+from mental_trader.options.analyzer import RankingParams
 from mental_trader.options.desk import DeskTiming, OptionsBroker, OptionsDesk
 from mental_trader.options.manager import OptionsParams, options_name
 from mental_trader.risk import RiskManager
@@ -620,6 +621,7 @@ class DualTimeframeService:
             clock=self.clock,
             notify=self._notify,
             underlying_price=lambda s: self._state[s].last_price if s in self._state else None,
+            ranking=RankingParams.from_settings(self.settings),
             timing=self._options_timing,
         )
         await desk.prepare(self.clock.now().astimezone(IST).date())

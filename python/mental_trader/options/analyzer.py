@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from types import MappingProxyType
-from typing import Literal, NamedTuple, get_args
+from typing import TYPE_CHECKING, Literal, NamedTuple, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -43,6 +43,9 @@ from mental_trader.core import black76, implied_vol_black76
 from mental_trader.errors import InvalidInputError
 from mental_trader.models import require_aware
 from mental_trader.options.chain import OptionChain, OptionSide, OptionType
+
+if TYPE_CHECKING:
+    from mental_trader.config import Settings
 
 __all__ = [
     "Baseline",
@@ -429,6 +432,26 @@ class RankingParams:
     weight_delta: float = 0.25
     weight_volume: float = 0.2
     weight_oi_change: float = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RankingParams:
+        """The OPTIONS_MIN_OI_PERCENTILE, OPTIONS_MAX_SPREAD_PCT, OPTIONS_DELTA_MIN/MAX and
+        OPTIONS_WEIGHT_* settings (the target delta stays 0.5).
+
+        Raises:
+            InvalidInputError: an inconsistent combination (e.g. DELTA_MIN above 0.5).
+        """
+        return cls(
+            min_oi_percentile=settings.options_min_oi_percentile,
+            max_spread_pct=settings.options_max_spread_pct,
+            delta_min=settings.options_delta_min,
+            delta_max=settings.options_delta_max,
+            weight_oi=settings.options_weight_oi,
+            weight_spread=settings.options_weight_spread,
+            weight_delta=settings.options_weight_delta,
+            weight_volume=settings.options_weight_volume,
+            weight_oi_change=settings.options_weight_oi_change,
+        )
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_oi_percentile <= 100:

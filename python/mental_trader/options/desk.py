@@ -137,6 +137,9 @@ class OptionsDesk:
         #: seconds from an underlying signal to the manager's decision (chains cached)
         self.latencies: deque[float] = deque(maxlen=10_000)
         self.underlyings: tuple[str, ...] = ()
+        self._day: date | None = None
+        #: realized P&L per underlying and leg, refreshed with the chains
+        self.pnl_attribution: dict[str, dict[str, float]] = {}
 
     # ----------------------------------------------------------------- start-up
 
@@ -173,8 +176,48 @@ class OptionsDesk:
         self.underlyings = tuple(sorted({i.underlying for i in stored if i.underlying}))
         if not self.underlyings:
             log.warning("options: no contracts for %s in the instrument master", sorted(names))
+        await self._adopt_open_positions()
         await self.refresh_chains()
+        self._day = today
         return self.underlyings
+
+    async def _adopt_open_positions(self) -> None:
+        """Open option round trips from before a restart: the executor restored them; the
+        manager takes them over too, so premium exits and the square-off still apply."""
+        known = {p.symbol for p in self.manager.positions()}
+        now = self.clock.now()
+        for t in await self.store.load_option_trades(status=TradeStatus.OPEN):
+            if t.symbol in known or t.option_type not in ("CE", "PE"):
+                continue
+            instrument = self.instruments.get(t.symbol)
+            tick = instrument.tick_size if instrument else 0.05
+            qty = t.lots * t.lot_size
+            stop, target = self.manager.params.premium_levels.levels(t.entry_price, tick)
+            entry = OptionSignal(
+                id=f"restored:{t.id}",
+                underlying_signal_id=t.underlying_signal_id or "",
+                underlying=self.manager.underlying_name(t.underlying),
+                underlying_symbol=t.underlying,
+                symbol=t.symbol,
+                expiry=t.expiry,
+                strike=t.strike,
+                option_type="CE" if t.option_type == "CE" else "PE",
+                side=Side.BUY,
+                kind="entry",
+                lots=t.lots,
+                lot_size=t.lot_size,
+                qty=qty,
+                slices=(qty,),
+                premium=t.entry_price,
+                stop=stop,
+                target=target,
+                reason="restored",
+                ts=now,
+                tick_size=tick,
+                freeze_qty=instrument.freeze_qty if instrument else None,
+            )
+            self.manager.on_entry_filled(entry, qty=qty, price=t.entry_price)
+            log.info("options: took over the open %s from before the restart", t.symbol)
 
     def _expiries(self, underlying: str, today: date) -> list[date]:
         found = {
@@ -344,21 +387,26 @@ class OptionsDesk:
         self._exits &= set(held)
 
     async def run(self) -> None:
-        """Mark every ``marks_s`` and refresh the chain cache every ``chains_s`` (wall time)."""
+        """Mark every ``marks_s``; refresh the chain cache and the P&L attribution every
+        ``chains_s`` (wall time); on a new IST day, refresh the instrument master first."""
         next_chains = time.monotonic() + self.timing.chains_s
         while True:
             try:
+                today = self.clock.now().astimezone(IST).date()
+                if self._day is not None and today != self._day:
+                    await self.prepare(today)  # the day's contracts: expiries roll over
                 await self.mark_once()
                 if time.monotonic() >= next_chains:
                     next_chains = time.monotonic() + self.timing.chains_s
                     await self.refresh_chains()
+                    self.pnl_attribution = await self.attribution()
             except Exception:  # a bad quote round must not end the options layer
                 log.exception("options desk step failed")
             await asyncio.sleep(self.timing.marks_s)
 
     # ----------------------------------------------------------------- reading
 
-    async def attribution(self) -> dict[str, Any]:
+    async def attribution(self) -> dict[str, dict[str, float]]:
         """Realized net P&L per underlying and leg: the underlying's own round trips
         (``trades``) against the option round trips it caused (``option_trades``)."""
         out: dict[str, dict[str, float]] = {}
@@ -390,6 +438,7 @@ class OptionsDesk:
                 for p in self.manager.positions()
             ],
             "signals": len(self.recent),
+            "pnl_attribution": self.pnl_attribution,
             "decision_us_p50": round(lat[len(lat) // 2] * 1e6, 1) if lat else None,
             "decision_us_p99": round(lat[int(len(lat) * 0.99)] * 1e6, 1) if lat else None,
         }

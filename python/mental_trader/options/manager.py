@@ -414,12 +414,21 @@ class OptionsParams:
         OPTIONS_UNDERLYINGS (none when OPTIONS_ENABLED is false), OPTIONS_DEBOUNCE_S,
         OPTIONS_COOLDOWN_S, OPTIONS_MIN_DAYS_TO_EXPIRY, OPTIONS_MAX_LOTS,
         OPTIONS_PREMIUM_RISK, SQUARE_OFF_TIME and MODE (unless ``mode`` is given). The
-        premium levels are the mode's defaults and the expiry is chosen by days left.
+        premium levels are the mode's defaults unless OPTIONS_STOP_PCT / OPTIONS_TARGET_PCT
+        are set; the expiry is chosen by days left.
 
         Args:
             settings: the service configuration.
             mode: the trading mode; default the configured MODE.
         """
+        chosen: Mode = settings.mode if mode is None else mode
+        levels = None
+        if settings.options_stop_pct is not None or settings.options_target_pct is not None:
+            default = DEFAULT_LEVELS[chosen]
+            levels = PremiumLevels(
+                stop_pct=settings.options_stop_pct or default.stop_pct,
+                target_pct=settings.options_target_pct or default.target_pct,
+            )
         return cls(
             underlyings=frozenset(settings.options_underlyings if settings.options_enabled else ()),
             debounce_s=settings.options_debounce_s,
@@ -427,7 +436,8 @@ class OptionsParams:
             min_days_to_expiry=settings.options_min_days_to_expiry,
             max_lots=settings.options_max_lots,
             risk_cap=settings.options_premium_risk,
-            mode=settings.mode if mode is None else mode,
+            mode=chosen,
+            levels=levels,
             square_off_time=_hhmm(settings.square_off_time),
         )
 
