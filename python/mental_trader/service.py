@@ -556,9 +556,12 @@ class DualTimeframeService:
         while True:
             signal = await self._signals.get()
             self._notify("signal", _signal_payload(signal))
-            try:
-                if self.options is not None and self.options.handles(signal.symbol):
+            if self.options is not None and self.options.handles(signal.symbol):
+                try:
                     await self.options.on_signal(signal)
+                except Exception:  # the options leg failing must not stop the equity leg
+                    log.exception("options for signal %s failed", signal.id)
+            try:
                 if signal.kind == "exit":
                     result = await executor.exit(signal.symbol, signal.reason)
                 else:

@@ -119,3 +119,14 @@ def test_validation_names_each_problem(listing: list[Instrument]) -> None:
     assert any("tick size 0.0" in p for p in problems)
     assert any("listed 2 times" in p for p in problems)
     assert validate_derivatives(nifty, [NIFTY], DAY) == []
+
+
+async def test_expired_contracts_in_the_dump_are_skipped_not_fatal(
+    store: Store, listing: list[Instrument]
+) -> None:
+    nifty = [r for r in listing if r.underlying == NIFTY]
+    stale = dataclasses.replace(nifty[0], symbol="NFO:NIFTY26N1824000CE", expiry=date(2026, 11, 18))
+    update = await refresh_instrument_master(Dump([*nifty, stale]), store, [NIFTY], today=DAY)
+    assert update.replaced
+    assert update.counts == {NIFTY: len(nifty)}
+    assert "NFO:NIFTY26N1824000CE" not in await _derivatives(store)

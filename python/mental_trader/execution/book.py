@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
@@ -198,7 +198,7 @@ class Ledger:
         risk: RiskManager,
         charges: ChargesTable,
         *,
-        instruments: Mapping[str, Instrument],
+        instruments: MutableMapping[str, Instrument],
         product: str,
         notify: Callable[[str, str], None],
     ) -> None:
@@ -335,6 +335,20 @@ class Ledger:
             *await self.store.load_option_trades(status=TradeStatus.OPEN),
         ]
         for t in open_trips:
+            if isinstance(t, OptionTrade) and t.symbol not in self.instruments:
+                # An expired contract is gone from the day's master: its round trip still
+                # carries the facts the ledger needs to close it as an option.
+                self.instruments[t.symbol] = Instrument(
+                    symbol=t.symbol,
+                    exchange=t.symbol.partition(":")[0],
+                    tradingsymbol=t.symbol.partition(":")[2],
+                    segment="NFO-OPT",
+                    instrument_type=t.option_type,
+                    lot_size=t.lot_size,
+                    expiry=t.expiry,
+                    strike=t.strike,
+                    underlying=t.underlying,
+                )
             order = await self.store.get_order(t.id)
             product = order.product if order else self.product
             qty = t.qty if isinstance(t, Trade) else t.lots * t.lot_size
@@ -347,6 +361,8 @@ class Ledger:
         day = self.risk.day
         realized = sum(d.net_pnl for d in await self.store.daily_pnl(day, day))
         since = datetime(day.year, day.month, day.day, tzinfo=IST)
-        entered = len(await self.store.load_trades(since=since))
+        entered = len(await self.store.load_trades(since=since)) + sum(
+            o.entry_ts >= since for o in await self.store.load_option_trades()
+        )
         self.risk.restore_day(realized, entered, set(self.books))
         self.mark()

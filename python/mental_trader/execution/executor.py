@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -112,7 +112,7 @@ class Executor:
         clock: Clock,
         notify: Notify | None = None,
         *,
-        instruments: Mapping[str, Instrument] | None = None,
+        instruments: MutableMapping[str, Instrument] | None = None,
     ) -> None:
         self.store, self.gateway, self.risk = store, gateway, risk
         self.charges, self.clock, self.notify = charges, clock, notify
@@ -121,7 +121,8 @@ class Executor:
             store,
             risk,
             charges,
-            instruments=instruments or {},
+            # the caller's map itself (shared with the gateway), not a copy
+            instruments=instruments if instruments is not None else {},
             product=self.product,
             notify=self._notify,
         )
@@ -148,6 +149,16 @@ class Executor:
     def holds(self, symbol: str) -> bool:
         """Whether ``symbol`` has a position or a working order."""
         return symbol in self._books
+
+    def entry_working(self, symbol: str) -> bool:
+        """Whether an entry order of ``symbol`` is working (sent, or its outcome unknown)."""
+        book = self._books.get(symbol)
+        return book is not None and book.entry is not None
+
+    def exit_working(self, symbol: str) -> bool:
+        """Whether an exit order of ``symbol`` is working (sent, or its outcome unknown)."""
+        book = self._books.get(symbol)
+        return book is not None and book.exit is not None
 
     # -- the tick path ------------------------------------------------------------------
 

@@ -90,7 +90,7 @@ class PaperGateway:
         self.clock = clock
         self.half_spread = half_spread_bps / 10_000
         self.adverse = (half_spread_bps + slippage_bps) / 10_000
-        self.instruments: Mapping[str, Instrument] = instruments or {}
+        self.instruments: Mapping[str, Instrument] = instruments if instruments is not None else {}
         self._listener: EventListener | None = None
         self._working: dict[str, dict[str, _PaperOrder]] = {}  # symbol -> client id -> order
 
@@ -159,8 +159,9 @@ class PaperGateway:
                 return
 
     def market_price(self, side: Side, price: float, tick: float) -> float:
-        """The fill price of a market order on a print at ``price`` (never past the touch)."""
-        return round_to_tick(price * (1 + side.sign * self.adverse), tick, side)
+        """The fill price of a market order on a print at ``price`` (never past the touch),
+        at least one tick (a far out-of-the-money option trades at the minimum price)."""
+        return max(round_to_tick(price * (1 + side.sign * self.adverse), tick, side), tick)
 
     def on_tick(self, symbol: str, ts_ns: int, price: float) -> None:
         """Work the symbol's orders against one trade print at ``price``."""

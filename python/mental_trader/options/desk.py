@@ -36,7 +36,7 @@ from mental_trader.calendar import IST
 from mental_trader.execution.executor import Executor
 from mental_trader.models import Instrument, Side, TradeStatus
 from mental_trader.options.analyzer import Baseline, RankingParams, analyze, rank_strikes
-from mental_trader.options.chain import OptionChain, OptionType
+from mental_trader.options.chain import EXPIRY_TIME, OptionChain, OptionType
 from mental_trader.options.manager import (
     OptionDecision,
     OptionSignal,
@@ -45,7 +45,7 @@ from mental_trader.options.manager import (
     StrikePick,
 )
 from mental_trader.options.master import refresh_instrument_master
-from mental_trader.storage.base import DERIVATIVE_TYPES, Store
+from mental_trader.storage.base import DERIVATIVE_TYPES, Store, dt_to_ns
 from mental_trader.strategy.base import Signal
 
 __all__ = ["DeskTiming", "OptionsBroker", "OptionsDesk"]
@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 
 #: How many of the nearest listed expiries of an underlying are kept in the chain cache.
 CACHED_EXPIRIES = 3
+#: A cached chain older than this (market seconds) is not used for a new entry.
+MAX_CHAIN_AGE_S = 120.0
 
 
 @runtime_checkable
@@ -138,6 +140,7 @@ class OptionsDesk:
         self.latencies: deque[float] = deque(maxlen=10_000)
         self.underlyings: tuple[str, ...] = ()
         self._day: date | None = None
+        self._warned: dict[str, float] = {}
         #: realized P&L per underlying and leg, refreshed with the chains
         self.pnl_attribution: dict[str, dict[str, float]] = {}
 
@@ -187,6 +190,8 @@ class OptionsDesk:
         known = {p.symbol for p in self.manager.positions()}
         now = self.clock.now()
         for t in await self.store.load_option_trades(status=TradeStatus.OPEN):
+            if t.symbol in self._entries:
+                continue  # our own entry, filled: _sync_fills hands it over
             if t.symbol in known or t.option_type not in ("CE", "PE"):
                 continue
             instrument = self.instruments.get(t.symbol)
@@ -216,10 +221,11 @@ class OptionsDesk:
                 tick_size=tick,
                 freeze_qty=instrument.freeze_qty if instrument else None,
             )
-            self.manager.on_entry_filled(entry, qty=qty, price=t.entry_price)
-            log.info("options: took over the open %s from before the restart", t.symbol)
+            self.manager.on_entry_filled(entry, qty=qty, price=t.entry_price, opened_at=t.entry_ts)
+            log.warning("options: took over the open %s (opened %s)", t.symbol, t.entry_ts)
 
     def _expiries(self, underlying: str, today: date) -> list[date]:
+        now = self.clock.now()
         found = {
             i.expiry
             for i in self.instruments.values()
@@ -228,11 +234,15 @@ class OptionsDesk:
             and i.expiry is not None
             and i.expiry >= today
         }
-        return sorted(e for e in found if e is not None)[:CACHED_EXPIRIES]
+        live = [
+            e for e in found if e is not None and datetime.combine(e, EXPIRY_TIME, tzinfo=IST) > now
+        ]
+        return sorted(live)[:CACHED_EXPIRIES]
 
     async def refresh_chains(self) -> None:
         """Fetch the chains of every underlying's nearest expiries into the cache."""
         today = self.clock.now().astimezone(IST).date()
+        self._baselines = {k: v for k, v in self._baselines.items() if k[2] >= today}
         for underlying in self.underlyings:
             fresh: dict[date, OptionChain] = {}
             for expiry in self._expiries(underlying, today):
@@ -244,8 +254,7 @@ class OptionsDesk:
                 fresh[expiry] = chain
                 key = (underlying, expiry, chain.ts.astimezone(IST).date())
                 self._baselines.setdefault(key, Baseline.of(chain))
-            if fresh:
-                self.chains[underlying] = fresh
+            self.chains[underlying] = fresh  # expired expiries leave the cache
 
     # ----------------------------------------------------------------- signals
 
@@ -269,8 +278,14 @@ class OptionsDesk:
         )
 
     async def on_signal(self, signal: Signal) -> OptionDecision:
-        """An underlying signal: decide on cached chains, then trade what was decided."""
-        chains = self.chains.get(signal.symbol, {})
+        """An underlying signal: decide on the cached chains (only fresh ones), then trade
+        what was decided."""
+        now = self.clock.now()
+        chains = [
+            c
+            for c in self.chains.get(signal.symbol, {}).values()
+            if (now - c.ts).total_seconds() <= MAX_CHAIN_AGE_S
+        ]
         t0 = time.perf_counter()
         decision = self.manager.on_signal(signal, chains, self._pick)
         self.latencies.append(time.perf_counter() - t0)
@@ -284,38 +299,59 @@ class OptionsDesk:
     ) -> None:
         for s in signals:
             price = underlying_price if underlying_price is not None else self._price(s)
-            if s.kind == "exit":
-                result = await self.executor.exit(s.symbol, s.reason, underlying_price=price)
-                if result.ok or result.client_id is not None:  # sent, or one already works
-                    self._exits.add(s.symbol)
-                elif not self.executor.holds(s.symbol):  # closed already (e.g. a flatten)
-                    self.manager.on_exit_filled(s.symbol)
-                else:
-                    self.manager.on_exit_cancelled(s.symbol)
-            else:
-                qty = s.slices[0]
-                if len(s.slices) > 1:
-                    # One working order per symbol: the first slice (<= the freeze quantity)
-                    # is the position; the rest would need child orders the executor lacks.
-                    log.warning(
-                        "options: %s capped to its first slice %d of %s", s.id, qty, s.slices
-                    )
-                result = await self.executor.enter(
-                    s.symbol,
-                    Side.BUY,
-                    qty,
-                    s.premium,
-                    s.reason,
-                    s.id,
-                    strategy="options",
-                    underlying_price=price,
-                    underlying_signal_id=s.underlying_signal_id,
-                )
-                if result.ok:
-                    self._entries[s.symbol] = s
-                else:
-                    log.info("options: entry %s not placed: %s", s.id, result.reason)
-            self._remember(s)
+            try:
+                placed = await (self._exit(s, price) if s.kind == "exit" else self._enter(s, price))
+            except Exception:  # one signal failing must not drop the others
+                log.exception("options: %s %s failed", s.kind, s.id)
+                if s.kind == "exit":
+                    self.manager.on_exit_cancelled(s.symbol)  # re-armed: retried on a mark
+                continue
+            if placed:
+                self._remember(s)
+
+    async def _exit(self, s: OptionSignal, price: float | None) -> bool:
+        result = await self.executor.exit(s.symbol, s.reason, underlying_price=price)
+        if result.ok or self.executor.exit_working(s.symbol):
+            # sent, already working, or its outcome unknown: never a second exit order
+            self._exits.add(s.symbol)
+            return result.ok
+        if not self.executor.holds(s.symbol):  # closed already (e.g. by a flatten)
+            self.manager.on_exit_filled(s.symbol)
+        else:  # refused or rejected: the position stays managed and exits fire again
+            self.manager.on_exit_cancelled(s.symbol)
+            self._warn(f"exit:{s.symbol}", f"options: exit {s.id} not placed: {result.reason}")
+        return False
+
+    async def _enter(self, s: OptionSignal, price: float | None) -> bool:
+        qty = s.slices[0]
+        if len(s.slices) > 1:
+            # One working order per symbol: the first slice (<= the freeze quantity) is the
+            # position; the rest would need child orders the executor does not send yet.
+            log.warning("options: %s capped to its first slice %d of %s", s.id, qty, s.slices)
+        result = await self.executor.enter(
+            s.symbol,
+            Side.BUY,
+            qty,
+            s.premium,
+            s.reason,
+            s.id,
+            strategy="options",
+            underlying_price=price,
+            underlying_signal_id=s.underlying_signal_id,
+        )
+        if result.ok or self.executor.entry_working(s.symbol):
+            # placed, or its outcome unknown: track it until it fills or dies
+            self._entries[s.symbol] = s
+            return result.ok
+        log.info("options: entry %s not placed: %s", s.id, result.reason)
+        return False
+
+    def _warn(self, key: str, message: str) -> None:
+        """Log a repeating problem at most once a minute (wall time) per key."""
+        now = time.monotonic()
+        if now - self._warned.get(key, -1e9) >= 60.0:
+            self._warned[key] = now
+            log.warning(message)
 
     def _price(self, s: OptionSignal) -> float | None:
         return self._underlying_price(s.underlying_symbol)
@@ -346,20 +382,47 @@ class OptionsDesk:
     # ----------------------------------------------------------------- the marks loop
 
     def _watched(self) -> list[str]:
-        held = {p.symbol for p in self.executor.positions() if p.symbol in self.instruments}
+        held = {p.symbol for p in self.executor.positions() if self._is_option(p.symbol)}
         return sorted(held | set(self._entries) | self._exits)
 
+    def _is_option(self, symbol: str) -> bool:
+        instrument = self.instruments.get(symbol)
+        return instrument is not None and instrument.instrument_type in ("CE", "PE")
+
+    async def _quotes(self, symbols: list[str]) -> dict[str, Quote]:
+        """Quotes of ``symbols``; one that fails (no trade yet, an expired contract) is
+        skipped, not the round."""
+        try:
+            return dict(await self.broker.quote(symbols))
+        except Exception:
+            out: dict[str, Quote] = {}
+            for symbol in symbols:
+                try:
+                    out.update(await self.broker.quote([symbol]))
+                except Exception as exc:
+                    self._warn(f"quote:{symbol}", f"options: no quote for {symbol}: {exc}")
+            return out
+
     async def mark_once(self) -> None:
-        """Quotes of the open and working contracts → paper fills, marks, premium exits,
-        the square-off, and the manager's view of fills."""
-        symbols = [s for s in self._watched() if self.instruments.get(s, None) is not None]
-        symbols = [s for s in symbols if self.instruments[s].instrument_type in ("CE", "PE")]
+        """Quotes of the open and working contracts → paper fills at the touch, marks,
+        premium exits; then the square-off, the executor's pump and the manager's view of
+        fills (these run even when quotes fail)."""
         now = self.clock.now()
+        now_ns = dt_to_ns(now)
         exits: list[OptionSignal] = []
-        if symbols:
-            quotes = await self.broker.quote(symbols)
-            for symbol, q in quotes.items():
-                self.executor.on_tick(symbol, q.last_trade_ns, q.last_price)
+        symbols = self._watched()
+        for symbol, q in (await self._quotes(symbols) if symbols else {}).items():
+            # A buy fills at the ask, a sell at the bid (never better than the touch); a
+            # held position is marked at the last trade.
+            if symbol in self._entries and math.isfinite(q.ask) and q.ask > 0:
+                touch = q.ask
+            elif symbol in self._exits and math.isfinite(q.bid) and q.bid > 0:
+                touch = q.bid
+            else:
+                touch = q.last_price
+            if math.isfinite(touch) and touch > 0:
+                self.executor.on_tick(symbol, now_ns, touch)
+            if math.isfinite(q.last_price) and q.last_price > 0:
                 hit = self.manager.on_option_quote(symbol, q.last_price, now)
                 if hit is not None:
                     exits.append(hit)
@@ -367,41 +430,64 @@ class OptionsDesk:
         if exits:
             await self._trade(tuple(exits), None)
         await self.executor.pump()
-        self._sync_fills()
+        await self._sync_fills()
 
-    def _sync_fills(self) -> None:
-        held = {p.symbol: p for p in self.executor.positions()}
+    async def _sync_fills(self) -> None:
+        held = {p.symbol: p for p in self.executor.positions() if p.qty}
         for symbol, entry in list(self._entries.items()):
             pos = held.get(symbol)
-            if pos is not None:
-                self.manager.on_entry_filled(entry, qty=abs(pos.qty), price=pos.avg_price)
+            if pos is not None and not self.executor.entry_working(symbol):
+                price = pos.avg_price if pos.avg_price else entry.premium
+                self.manager.on_entry_filled(entry, qty=abs(pos.qty), price=price)
                 del self._entries[symbol]
             elif not self.executor.holds(symbol):  # the entry died unfilled
                 del self._entries[symbol]
-        # A position the executor no longer has is closed, whoever closed it (our exit, a
-        # flatten on the daily loss limit, a kill switch).
+        known = {p.symbol for p in self.manager.positions()}
         for position in self.manager.positions():
             if position.symbol not in held and not self.executor.holds(position.symbol):
+                # closed, whoever closed it (our exit, a flatten, the kill switch)
                 self.manager.on_exit_filled(position.symbol)
                 self._exits.discard(position.symbol)
+            elif position.exiting and not self.executor.exit_working(position.symbol):
+                # its exit died (rejected, cancelled): manage it again
+                self.manager.on_exit_cancelled(position.symbol)
+                self._exits.discard(position.symbol)
         self._exits &= set(held)
+        orphans = [
+            s for s in held if self._is_option(s) and s not in known and s not in self._entries
+        ]
+        if orphans:  # e.g. an entry whose outcome was unknown filled after all
+            await self._adopt_open_positions()
 
     async def run(self) -> None:
-        """Mark every ``marks_s``; refresh the chain cache and the P&L attribution every
-        ``chains_s`` (wall time); on a new IST day, refresh the instrument master first."""
-        next_chains = time.monotonic() + self.timing.chains_s
+        """Mark every ``marks_s``; refresh the chain cache every ``chains_s`` and the P&L
+        attribution every 5 s (wall time); on a new IST day, refresh the instrument master
+        (retried every minute while it fails; marking goes on meanwhile)."""
+        next_chains = next_pnl = next_prepare = time.monotonic()
         while True:
-            try:
-                today = self.clock.now().astimezone(IST).date()
-                if self._day is not None and today != self._day:
+            now = time.monotonic()
+            today = self.clock.now().astimezone(IST).date()
+            if self._day is not None and today != self._day and now >= next_prepare:
+                try:
                     await self.prepare(today)  # the day's contracts: expiries roll over
+                except Exception:
+                    next_prepare = now + 60.0
+                    log.exception("options: the new day's preparation failed; retrying")
+            try:
                 await self.mark_once()
-                if time.monotonic() >= next_chains:
-                    next_chains = time.monotonic() + self.timing.chains_s
+            except Exception:  # a bad round must not end the options layer
+                self._warn("mark", "options: a mark round failed (see the traceback above)")
+                log.debug("options mark round failed", exc_info=True)
+            try:
+                if now >= next_chains:
+                    next_chains = now + self.timing.chains_s
                     await self.refresh_chains()
+                if now >= next_pnl:
+                    next_pnl = now + 5.0
                     self.pnl_attribution = await self.attribution()
-            except Exception:  # a bad quote round must not end the options layer
-                log.exception("options desk step failed")
+            except Exception:
+                self._warn("chains", "options: refreshing chains or P&L failed")
+                log.debug("options refresh failed", exc_info=True)
             await asyncio.sleep(self.timing.marks_s)
 
     # ----------------------------------------------------------------- reading
@@ -409,16 +495,14 @@ class OptionsDesk:
     async def attribution(self) -> dict[str, dict[str, float]]:
         """Realized net P&L per underlying and leg: the underlying's own round trips
         (``trades``) against the option round trips it caused (``option_trades``)."""
-        out: dict[str, dict[str, float]] = {}
-        for t in await self.store.load_trades(status=TradeStatus.CLOSED):
-            if t.symbol in self.underlyings and t.net_pnl is not None:
-                leg = out.setdefault(t.symbol, {"underlying": 0.0, "option": 0.0})
-                leg["underlying"] += t.net_pnl
-        for o in await self.store.load_option_trades(status=TradeStatus.CLOSED):
-            if o.net_pnl is not None:
-                leg = out.setdefault(o.underlying, {"underlying": 0.0, "option": 0.0})
-                leg["option"] += o.net_pnl
-        return {u: {k: round(v, 2) for k, v in legs.items()} for u, legs in out.items()}
+        own, options = await self.store.closed_pnl()
+        return {
+            u: {
+                "underlying": round(own.get(u, (0.0, 0))[0], 2),
+                "option": round(options.get(u, (0.0, 0))[0], 2),
+            }
+            for u in sorted(set(options) | (set(own) & set(self.underlyings)))
+        }
 
     def status(self) -> dict[str, Any]:
         """For ``/status``: what the desk trades, holds and last decided."""

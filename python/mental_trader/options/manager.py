@@ -812,7 +812,12 @@ class OptionsManager:
     # -- fills --------------------------------------------------------------------------
 
     def on_entry_filled(
-        self, entry: OptionSignal, *, qty: int | None = None, price: float | None = None
+        self,
+        entry: OptionSignal,
+        *,
+        qty: int | None = None,
+        price: float | None = None,
+        opened_at: datetime | None = None,
     ) -> OptionPosition:
         """Record a fill of an entry (all of it, or one slice; fills add up).
 
@@ -822,6 +827,8 @@ class OptionsManager:
             entry: the entry signal that was filled.
             qty: units filled (whole lots); default the entry's ``qty``.
             price: the fill premium; default the entry's ``premium``.
+            opened_at: when the position opened (default now); a position taken over after
+                a restart keeps its entry time, so the square-off still sees its day.
 
         Returns:
             The position after the fill.
@@ -860,7 +867,7 @@ class OptionsManager:
                 target=target,
                 entry_id=entry.id,
                 underlying_signal_id=entry.underlying_signal_id,
-                opened_at=require_aware(self._clock.now(), "clock.now()"),
+                opened_at=require_aware(opened_at or self._clock.now(), "opened_at"),
                 tick_size=entry.tick_size,
                 freeze_qty=entry.freeze_qty,
             )

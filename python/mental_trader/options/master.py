@@ -107,6 +107,12 @@ async def refresh_instrument_master(
         return MasterUpdate(today, False, problems=(f"download failed: {exc}",))
     wanted = set(underlyings)
     rows = [r for r in dump if r.instrument_type in DERIVATIVE_TYPES and r.underlying in wanted]
+    # A dump fetched before the exchange flushed yesterday's expiry still lists it: drop
+    # what has expired rather than refuse the whole dump.
+    expired = [r for r in rows if r.expiry is not None and r.expiry < today]
+    if expired:
+        log.info("instrument master: %d expired contracts in the dump skipped", len(expired))
+        rows = [r for r in rows if r.expiry is None or r.expiry >= today]
     problems = validate_derivatives(rows, underlyings, today)
     counts = Counter(r.underlying or "" for r in rows)
     previous = await store.count_derivatives()

@@ -990,6 +990,26 @@ class Store(abc.ABC):
             extra={"underlying_exit_price": underlying_exit_price},
         )
 
+    async def closed_pnl(self) -> tuple[dict[str, tuple[float, int]], dict[str, tuple[float, int]]]:
+        """Realized net P&L and count of closed round trips: ``trades`` by symbol, and
+        ``option_trades`` by underlying (the P&L attribution per leg)."""
+        closed = TradeStatus.CLOSED.value
+        async with self.read() as conn:
+            own = await conn.fetch(
+                "SELECT symbol, SUM(net_pnl), COUNT(*) FROM trades WHERE status = $1 "
+                "GROUP BY symbol",
+                closed,
+            )
+            options = await conn.fetch(
+                "SELECT underlying, SUM(net_pnl), COUNT(*) FROM option_trades "
+                "WHERE status = $1 GROUP BY underlying",
+                closed,
+            )
+        return (
+            {str(r[0]): (float(r[1] or 0.0), int(r[2])) for r in own},
+            {str(r[0]): (float(r[1] or 0.0), int(r[2])) for r in options},
+        )
+
     async def load_option_trades(
         self, *, status: TradeStatus | None = None, underlying: str | None = None
     ) -> list[OptionTrade]:

@@ -10,7 +10,6 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from mental_trader.api.deps import ServiceDep, StoreDep, query
 from mental_trader.api.routes._common import ApiModel
-from mental_trader.models import TradeStatus
 
 __all__ = ["AttributionOut", "LegPnlOut", "router"]
 
@@ -75,26 +74,16 @@ async def pnl_attribution(store: StoreDep) -> AttributionOut:
     """For each underlying that had option round trips: the realized net P&L of its own
     round trips (``/trades``) against that of the option round trips it caused
     (``/option-trades``)."""
-    options = await query(store.load_option_trades(status=TradeStatus.CLOSED))
-    trades = await query(store.load_trades(status=TradeStatus.CLOSED))
-    out: dict[str, dict[str, float]] = {}
-    for o in options:
-        leg = out.setdefault(o.underlying, {"u": 0.0, "un": 0, "o": 0.0, "on": 0})
-        leg["o"] += o.net_pnl or 0.0
-        leg["on"] += 1
-    for t in trades:
-        if t.symbol in out:
-            out[t.symbol]["u"] += t.net_pnl or 0.0
-            out[t.symbol]["un"] += 1
+    own, options = await query(store.closed_pnl())
     return AttributionOut(
         underlyings=[
             LegPnlOut(
                 underlying=u,
-                underlying_net_pnl=round(v["u"], 2),
-                underlying_trades=int(v["un"]),
-                option_net_pnl=round(v["o"], 2),
-                option_trades=int(v["on"]),
+                underlying_net_pnl=round(own.get(u, (0.0, 0))[0], 2),
+                underlying_trades=own.get(u, (0.0, 0))[1],
+                option_net_pnl=round(net, 2),
+                option_trades=count,
             )
-            for u, v in sorted(out.items())
+            for u, (net, count) in sorted(options.items())
         ]
     )
