@@ -50,8 +50,9 @@ EXITS are never debounced and never cooled down:
 Once an exit is emitted for a position it is ``exiting`` and no second exit is emitted for
 it until :meth:`OptionsManager.on_exit_cancelled` re-arms it.
 
-Ids are deterministic, so replaying the same input gives the same ids (the executor's
-client ids dedupe on them):
+Ids are deterministic, so replaying the same input gives the same ids. An entry's id seeds
+its order's client id (the executor refuses a second intent with it); an exit needs no such
+key, since the executor sends at most one working exit per position:
 
 * an entry, or an exit caused by an underlying signal: ``"{underlying signal id}/{contract}"``;
 * an exit the manager causes (premium stop/target, square-off):
