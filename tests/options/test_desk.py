@@ -4,7 +4,7 @@ ranking and the premium levels."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -21,7 +21,6 @@ from mental_trader.errors import BrokerError
 from mental_trader.execution import ChargesTable, Executor, PaperGateway
 from mental_trader.execution.orders import SubmitResult
 from mental_trader.models import (
-    Instrument,
     OptionTrade,
     OrderIntent,
     OrderStatus,
@@ -29,86 +28,17 @@ from mental_trader.models import (
     TradeStatus,
 )
 from mental_trader.options.analyzer import RankingParams
-from mental_trader.options.desk import DeskTiming, OptionsDesk
+from mental_trader.options.chain import OptionChain
+from mental_trader.options.desk import OptionsDesk
 from mental_trader.options.manager import OptionsParams
 from mental_trader.options.sizing import PremiumLevels
 from mental_trader.risk import RiskManager
 from mental_trader.service import ServiceClock
-from mental_trader.storage import open_store
+from mental_trader.storage import Store, open_store
 from mental_trader.storage.base import dt_to_ns
 
 NIFTY = "NSE:NIFTY 50"
 AT = datetime(2026, 11, 25, 11, 0, tzinfo=IST)
-
-
-async def test_a_restart_takes_over_an_open_option_and_its_stop_closes_it(tmp_path: Path) -> None:
-    settings = load_settings(
-        _env_file=None, data_dir=tmp_path, options_enabled=True, daily_loss_limit=99_000.0
-    )
-    clock = ManualClock(AT)
-    async with (
-        open_store(settings.database_url) as store,
-        SimBroker(["NSE:INFY"], seed=42, calendar=TradingCalendar(), clock=clock) as broker,
-    ):
-        await store.migrate()
-        instruments: dict[str, Instrument] = {i.symbol: i for i in await broker.instruments()}
-        chain = await broker.option_chain(NIFTY, date(2026, 12, 1))
-        atm = chain.atm_index()
-        symbol, premium = chain.ce.symbols[atm], float(chain.ce.last[atm])
-        contract = instruments[symbol]
-        # Before the "restart": a call bought at twice today's premium, still open.
-        entry_price = round(2 * premium, 2)
-        await store.open_option_trade(
-            OptionTrade(
-                id="MTrestored0000000001",
-                underlying=NIFTY,
-                symbol=symbol,
-                expiry=date(2026, 12, 1),
-                strike=float(chain.strike[atm]),
-                option_type="CE",
-                side=Side.BUY,
-                lots=1,
-                lot_size=contract.lot_size,
-                entry_ts=AT,
-                entry_price=entry_price,
-                underlying_signal_id="scalp-NSE:NIFTY 50-1-entry-BUY",
-                underlying_entry_price=chain.spot,
-            )
-        )
-        charges = ChargesTable.load()
-        trading = ServiceClock(clock.now)  # market time, real-time throttle
-        risk = RiskManager(settings, trading)
-        gateway = PaperGateway(charges, trading, half_spread_bps=0, instruments=instruments)
-        executor = Executor(store, gateway, risk, charges, trading, instruments=instruments)
-        await executor.restore()
-        desk = OptionsDesk(
-            OptionsParams.from_settings(settings),
-            broker=broker,
-            store=store,
-            executor=executor,
-            instruments=instruments,
-            clock=trading,
-            notify=lambda kind, payload: None,
-            underlying_price=lambda s: chain.spot,
-            timing=DeskTiming.for_speed(1.0),
-        )
-        assert await desk.prepare(AT.date()) == (NIFTY,)
-        (taken,) = desk.manager.positions()
-        assert (taken.symbol, taken.qty, taken.entry_price) == (symbol, 65, entry_price)
-        assert taken.stop == pytest.approx(entry_price * 0.8, abs=0.05)  # scalp: 20 % stop
-        # The premium is half the entry: far below the stop. One mark sends the exit, the
-        # next quote fills it.
-        await desk.mark_once()
-        clock.advance(5.0)
-        await desk.mark_once()
-        (trip,) = await store.load_option_trades()
-        assert trip.status is TradeStatus.CLOSED
-        assert trip.exit_reason == "premium_stop"
-        assert trip.exit_price is not None
-        assert trip.exit_price < taken.stop
-        assert trip.underlying_exit_price == chain.spot
-        assert desk.manager.positions() == ()
-        assert [s["reason"] for s in desk.signals_view()] == ["premium_stop"]
 
 
 def test_settings_reach_the_ranking_and_the_premium_levels(tmp_path: Path) -> None:
@@ -173,7 +103,14 @@ class _Rig:
 
 
 @asynccontextmanager
-async def _rig(tmp_path: Path, at: datetime = AT) -> AsyncIterator[_Rig]:
+async def _rig(
+    tmp_path: Path,
+    at: datetime = AT,
+    *,
+    before_restart: Callable[[Store, OptionChain], Awaitable[None]] | None = None,
+) -> AsyncIterator[_Rig]:
+    """The desk as the service builds it, over a fresh store; ``before_restart`` writes what
+    a previous run left before the executor restores and the desk prepares."""
     settings = load_settings(
         _env_file=None, data_dir=tmp_path, options_enabled=True, daily_loss_limit=99_000.0
     )
@@ -186,6 +123,8 @@ async def _rig(tmp_path: Path, at: datetime = AT) -> AsyncIterator[_Rig]:
         instruments = {i.symbol: i for i in await broker.instruments()}
         chain = await broker.option_chain(NIFTY, date(2026, 12, 1))
         atm = chain.atm_index()
+        if before_restart is not None:
+            await before_restart(store, chain)
         trading = ServiceClock(clock.now)
         charges = ChargesTable.load()
         gateway = _Gateway(charges, trading, half_spread_bps=0, instruments=instruments)
@@ -309,3 +248,49 @@ async def test_a_restart_counts_option_entries_and_closes_an_expired_contract(
             "expired",
             0.05,
         )
+
+
+async def test_a_restart_takes_over_an_open_option_and_its_stop_closes_it(tmp_path: Path) -> None:
+    opened: dict[str, float] = {}
+
+    async def before_restart(store: Store, chain: OptionChain) -> None:
+        """A call bought at twice today's premium, still open when the service stopped."""
+        atm = chain.atm_index()
+        opened["price"] = round(2 * float(chain.ce.last[atm]), 2)
+        await store.open_option_trade(
+            OptionTrade(
+                id="MTrestored0000000001",
+                underlying=NIFTY,
+                symbol=chain.ce.symbols[atm],
+                expiry=date(2026, 12, 1),
+                strike=float(chain.strike[atm]),
+                option_type="CE",
+                side=Side.BUY,
+                lots=1,
+                lot_size=chain.lot_size,
+                entry_ts=AT,
+                entry_price=opened["price"],
+                underlying_signal_id="scalp-NSE:NIFTY 50-1-entry-BUY",
+                underlying_entry_price=chain.spot,
+            )
+        )
+
+    async with _rig(tmp_path, before_restart=before_restart) as rig:
+        entry_price = opened["price"]
+        (taken,) = rig.desk.manager.positions()
+        assert (taken.symbol, taken.qty, taken.entry_price) == (rig.symbol, 65, entry_price)
+        assert taken.stop == pytest.approx(entry_price * 0.8, abs=0.05)  # scalp: 20 % stop
+        assert taken.opened_at == AT  # its own entry time, not the restart's
+        # The premium is half the entry: far below the stop. One mark sends the exit, the
+        # next quote fills it.
+        await rig.desk.mark_once()
+        rig.clock.advance(5.0)
+        await rig.desk.mark_once()
+        (trip,) = await rig.desk.store.load_option_trades()
+        assert trip.status is TradeStatus.CLOSED
+        assert trip.exit_reason == "premium_stop"
+        assert trip.exit_price is not None
+        assert trip.exit_price < taken.stop
+        assert trip.underlying_exit_price == rig.spot
+        assert rig.desk.manager.positions() == ()
+        assert [s["reason"] for s in rig.desk.signals_view()] == ["premium_stop"]
