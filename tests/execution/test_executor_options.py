@@ -121,3 +121,23 @@ async def test_an_open_option_position_survives_a_restart(make_rig: RigFactory) 
     (closed,) = await rig.store.load_option_trades()
     assert closed.status is TradeStatus.CLOSED
     assert closed.gross_pnl == pytest.approx(-10.0 * 65)
+
+
+async def test_an_order_above_the_freeze_quantity_pays_charges_per_slice(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig(max_position_value=1_000_000.0)
+    executor = option_executor(rig)
+    # 30 lots = 1,950 units, above NIFTY's freeze quantity of 1,800: the exchange takes it as
+    # 27 lots (1,755) and 3 lots (195), two executed orders, two flat brokerages.
+    result = await executor.enter(CALL, Side.BUY, 1950, 150.0, "ema_cross", SIGNAL)
+    assert result.ok, result.reason
+    assert result.qty == 1950
+    rig.clock.advance(1.0)
+    executor.on_tick(CALL, rig.clock.ts_ns(), 150.0)
+    await executor.pump()
+    (trip,) = await rig.store.load_option_trades()
+    assert trip.lots == 30
+    sliced = fees(rig, Side.BUY, 150.0, 1755) + fees(rig, Side.BUY, 150.0, 195)
+    assert trip.entry_charges == pytest.approx(sliced)
+    assert trip.entry_charges > fees(rig, Side.BUY, 150.0, 1950)  # one brokerage more

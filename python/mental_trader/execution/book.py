@@ -239,10 +239,10 @@ class Ledger:
     def charges_for(self, fill: Fill, side: Side, product: str | None = None) -> float:
         """The table's charges for ``fill``'s price, qty and IST date on ``side`` (0 if none)."""
         try:
-            kind = self.instrument(fill.symbol).instrument_type
-            segment = segment_for(product or self.product, kind)
+            instrument = self.instrument(fill.symbol)
+            segment = segment_for(product or self.product, instrument.instrument_type)
             day = fill.ts.astimezone(IST).date()
-            return self.charges.compute(day, segment, side, fill.price, fill.qty).total
+            return self.charges.order_total(day, segment, side, fill.price, fill.qty, instrument)
         except InvalidInputError as exc:
             log.error("no charges for %s %s: %s", side, fill.symbol, exc)
             return 0.0

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from mental_trader.errors import ConfigError, InvalidInputError
-from mental_trader.models import Side
+from mental_trader.models import Instrument, Side
+from mental_trader.options.sizing import slice_qty
 
 __all__ = ["SEGMENTS", "ChargeBreakdown", "ChargesTable", "segment_for"]
 
@@ -244,6 +245,28 @@ class ChargesTable:
                 f"starts {self._starts[0]}; add an earlier regime to your CHARGES_FILE"
             )
         return i
+
+    def order_total(
+        self,
+        trade_date: date,
+        segment: str,
+        side: Side,
+        price: float,
+        qty: int,
+        instrument: Instrument,
+    ) -> float:
+        """The total charges of an order of ``instrument``, which the exchange takes in
+        slices of at most its freeze quantity (Kite's ``autoslice``): each slice is an
+        executed order of its own (a flat brokerage each), the rest is per turnover.
+
+        Raises:
+            InvalidInputError: as :meth:`compute`.
+        """
+        freeze, lot = instrument.freeze_qty, instrument.lot_size
+        slices: tuple[int, ...] = (qty,)
+        if freeze is not None and qty > freeze >= lot >= 1 and qty % lot == 0:
+            slices = slice_qty(qty, lot, freeze)
+        return sum(self.compute(trade_date, segment, side, price, q).total for q in slices)
 
     def compute(
         self, trade_date: date, segment: str, side: Side, price: float, qty: int

@@ -193,9 +193,9 @@ class PaperGateway:
     def _fill(self, order: _PaperOrder, ts_ns: int, price: float) -> Fill:
         intent = order.intent
         try:
-            charges = self.charges.compute(
-                ist_date(ts_ns), order.segment, intent.side, price, intent.qty
-            ).total
+            charges = self.charges.order_total(
+                ist_date(ts_ns), order.segment, intent.side, price, intent.qty, order.instrument
+            )
         except InvalidInputError:  # a tick dated before the table (submission was checked)
             log.exception("paper: no charges for fill of %s; left at 0", intent.client_id)
             charges = 0.0

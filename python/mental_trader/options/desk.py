@@ -45,6 +45,7 @@ from mental_trader.options.manager import (
     StrikePick,
 )
 from mental_trader.options.master import refresh_instrument_master
+from mental_trader.options.sizing import slice_qty
 from mental_trader.storage.base import DERIVATIVE_TYPES, Store, dt_to_ns
 from mental_trader.strategy.base import Signal
 
@@ -196,6 +197,9 @@ class OptionsDesk:
                 continue
             instrument = self.instruments.get(t.symbol)
             tick = instrument.tick_size if instrument else 0.05
+            freeze = instrument.freeze_qty if instrument else None
+            if freeze is not None and freeze < t.lot_size:
+                freeze = None  # not a usable limit
             qty = t.lots * t.lot_size
             stop, target = self.manager.params.premium_levels.levels(t.entry_price, tick)
             entry = OptionSignal(
@@ -212,14 +216,16 @@ class OptionsDesk:
                 lots=t.lots,
                 lot_size=t.lot_size,
                 qty=qty,
-                slices=(qty,),
+                slices=slice_qty(
+                    qty, t.lot_size, freeze if freeze and freeze >= t.lot_size else None
+                ),
                 premium=t.entry_price,
                 stop=stop,
                 target=target,
                 reason="restored",
                 ts=now,
                 tick_size=tick,
-                freeze_qty=instrument.freeze_qty if instrument else None,
+                freeze_qty=freeze,
             )
             self.manager.on_entry_filled(entry, qty=qty, price=t.entry_price, opened_at=t.entry_ts)
             log.warning("options: took over the open %s (opened %s)", t.symbol, t.entry_ts)
@@ -323,15 +329,12 @@ class OptionsDesk:
         return False
 
     async def _enter(self, s: OptionSignal, price: float | None) -> bool:
-        qty = s.slices[0]
-        if len(s.slices) > 1:
-            # One working order per symbol: the first slice (<= the freeze quantity) is the
-            # position; the rest would need child orders the executor does not send yet.
-            log.warning("options: %s capped to its first slice %d of %s", s.id, qty, s.slices)
+        # One order for the whole size: above the freeze quantity the exchange takes it in
+        # the signal's slices (Kite's autoslice; paper charges each slice as an order).
         result = await self.executor.enter(
             s.symbol,
             Side.BUY,
-            qty,
+            s.qty,
             s.premium,
             s.reason,
             s.id,
