@@ -29,13 +29,14 @@ from mental_trader.models import (
 )
 from mental_trader.options.analyzer import RankingParams
 from mental_trader.options.chain import OptionChain
-from mental_trader.options.desk import OptionsDesk
+from mental_trader.options.desk import MAX_CHAIN_AGE_S, OptionsDesk
 from mental_trader.options.manager import OptionsParams
 from mental_trader.options.sizing import PremiumLevels
 from mental_trader.risk import RiskManager
 from mental_trader.service import ServiceClock
 from mental_trader.storage import Store, open_store
 from mental_trader.storage.base import dt_to_ns
+from mental_trader.strategy.base import Signal
 
 NIFTY = "NSE:NIFTY 50"
 AT = datetime(2026, 11, 25, 11, 0, tzinfo=IST)
@@ -294,3 +295,50 @@ async def test_a_restart_takes_over_an_open_option_and_its_stop_closes_it(tmp_pa
         assert trip.underlying_exit_price == rig.spot
         assert rig.desk.manager.positions() == ()
         assert [s["reason"] for s in rig.desk.signals_view()] == ["premium_stop"]
+
+
+def _signal(side: Side, n: int) -> Signal:
+    bar = dt_to_ns(AT) + n * 60_000_000_000
+    return Signal(
+        NIFTY, side, "entry", 24_000.0, "ema_cross", None, None, 60, "scalp", bar, bar, {}
+    )
+
+
+async def test_a_reversal_cancels_the_working_entry_it_ends(tmp_path: Path) -> None:
+    async with _rig(tmp_path) as rig:
+        bought = await rig.desk.on_signal(_signal(Side.BUY, 0))
+        call = bought.entry
+        assert call is not None
+        assert call.option_type == "CE"
+        assert rig.executor.entry_working(call.symbol)  # sent, not filled: no mark yet
+        # A second BUY while the call is still working: no second call.
+        rig.clock.advance(120.0)  # past the debounce and the cooldown
+        again = await rig.desk.on_signal(_signal(Side.BUY, 2))
+        assert again.entry is not None  # the manager would enter again: the desk does not
+        assert [p.symbol for p in rig.executor.positions()] == []
+        assert not any(
+            rig.executor.entry_working(s)
+            for s in rig.desk.instruments
+            if s != call.symbol and s.endswith("CE")
+        )
+        # The reversal: the working call is cancelled, a put goes out.
+        rig.clock.advance(10.0)
+        await rig.desk.refresh_chains()  # as the background refresh keeps them fresh
+        sold = await rig.desk.on_signal(_signal(Side.SELL, 3))
+        await rig.executor.pump()  # as the service's order task does after each signal
+        assert not rig.executor.holds(call.symbol)
+        assert sold.entry is not None
+        assert sold.entry.option_type == "PE"
+        assert rig.executor.entry_working(sold.entry.symbol)
+
+
+async def test_stale_chains_are_not_traded(tmp_path: Path) -> None:
+    async with _rig(tmp_path) as rig:
+        rig.clock.advance(MAX_CHAIN_AGE_S + 1.0)  # the cache was filled at AT, not since
+        decision = await rig.desk.on_signal(_signal(Side.BUY, 0))
+        assert decision.code == "no_expiry"
+        assert not any(rig.executor.holds(s) for s in rig.desk.instruments)
+        rig.clock.advance(10.0)  # past the debounce of the first signal
+        await rig.desk.refresh_chains()
+        fresh = await rig.desk.on_signal(_signal(Side.BUY, 10))
+        assert fresh.entry is not None

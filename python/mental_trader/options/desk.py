@@ -297,8 +297,38 @@ class OptionsDesk:
         self.latencies.append(time.perf_counter() - t0)
         if decision.rejected:
             log.info("options: %s: %s", signal.id, decision.reason)
-        await self._trade(decision.signals, signal.price)
+        # The view this signal ends also ends the entries of that type still working: the
+        # manager only knows filled positions, so cancel those here.
+        ends: OptionType = (
+            ("CE" if signal.side is Side.SELL else "PE")
+            if signal.kind == "exit"
+            else ("PE" if signal.side is Side.BUY else "CE")
+        )
+        await self._cancel_entries(signal.symbol, ends, signal.id)
+        signals = decision.signals
+        entry = decision.entry
+        if entry is not None and self._working_entry(entry.underlying_symbol, entry.option_type):
+            # one position per underlying and type: a working entry of it counts as one
+            log.info("options: %s skipped: an entry of that type is still working", entry.id)
+            signals = tuple(s for s in signals if s is not entry)
+        await self._trade(signals, signal.price)
         return decision
+
+    def _working_entry(self, underlying: str, option_type: OptionType) -> bool:
+        return any(
+            e.underlying_symbol == underlying and e.option_type == option_type
+            for e in self._entries.values()
+        )
+
+    async def _cancel_entries(self, underlying: str, option_type: OptionType, why: str) -> None:
+        for symbol, e in list(self._entries.items()):
+            if e.underlying_symbol != underlying or e.option_type != option_type:
+                continue
+            if self.executor.entry_working(symbol) and not any(
+                p.symbol == symbol for p in self.executor.positions()
+            ):
+                result = await self.executor.exit(symbol, f"view ended by {why}")
+                log.info("options: working entry %s cancelled: %s", e.id, result.reason)
 
     async def _trade(
         self, signals: tuple[OptionSignal, ...], underlying_price: float | None

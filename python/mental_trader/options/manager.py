@@ -62,8 +62,10 @@ key, since the executor sends at most one working exit per position:
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import logging
 import math
+import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -118,18 +120,21 @@ RejectCode = Literal[
     "no_position",
 ]
 
+
+def _load_option_names() -> Mapping[str, str]:
+    """The packaged ``option_names.toml``: index tradingsymbol → options name (data, not
+    code: exchanges rename and add indices)."""
+    text = (importlib.resources.files("mental_trader.data") / "option_names.toml").read_text(
+        encoding="utf-8"
+    )
+    return MappingProxyType({str(k): str(v) for k, v in tomllib.loads(text)["indices"].items()})
+
+
 #: Default map from an index's exchange name (Kite's tradingsymbol, without the exchange)
-#: to the name its options trade under. Stocks need no entry: their options use the stock
-#: symbol. Override with :attr:`OptionsParams.aliases`.
-INDEX_OPTION_NAMES: Mapping[str, str] = MappingProxyType(
-    {
-        "NIFTY 50": "NIFTY",
-        "NIFTY BANK": "BANKNIFTY",
-        "NIFTY FIN SERVICE": "FINNIFTY",
-        "NIFTY MID SELECT": "MIDCPNIFTY",
-        "NIFTY NEXT 50": "NIFTYNXT50",
-    }
-)
+#: to the name its options trade under (``mental_trader/data/option_names.toml``). Stocks
+#: need no entry: their options use the stock symbol. Override with
+#: :attr:`OptionsParams.aliases`.
+INDEX_OPTION_NAMES: Mapping[str, str] = _load_option_names()
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
