@@ -2,7 +2,9 @@
 
 ``chain`` holds the chain data model; ``analyzer`` the per-strike and chain analytics and
 the strike ranking; ``sizing`` lots and order slices; ``manager`` debounce, cooldown,
-expiry and strike choice, and the :class:`OptionSignal` the executor trades. The option
+expiry and strike choice; ``signals`` the :class:`OptionSignal` the executor trades and the
+manager's other values; ``master`` the daily instrument master; ``desk`` the layer inside
+the running service. The option
 math (Black-76, implied volatility) is in the Rust core: :func:`mental_trader.core.black76`.
 """
 
