@@ -34,8 +34,9 @@ from mental_trader.brokers.sim.options import SimOptions
 from mental_trader.calendar import IST, TradingCalendar
 from mental_trader.core import black76, implied_vol_black76
 from mental_trader.models import Side
-from mental_trader.options.analyzer import RankingParams, analyze, rank_strikes
+from mental_trader.options.analyzer import analyze
 from mental_trader.options.manager import OptionsManager, OptionsParams, StrikePick
+from mental_trader.options.ranking import RankingParams, rank_strikes
 from mental_trader.strategy.base import Signal
 
 N_STRIKES = 200

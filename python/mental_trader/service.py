@@ -37,9 +37,9 @@ from mental_trader.core import BarEvent, Engine
 from mental_trader.execution import ChargesTable, Executor, PaperGateway
 from mental_trader.models import EmaStateRow, Event, Instrument, Side
 from mental_trader.notify import Notifier
-from mental_trader.options.analyzer import RankingParams
 from mental_trader.options.desk import DeskTiming, OptionsBroker, OptionsDesk
 from mental_trader.options.manager import OptionsParams, options_name
+from mental_trader.options.ranking import RankingParams
 from mental_trader.risk import RiskManager
 from mental_trader.storage import CandleRow, Store, StoreWriter
 from mental_trader.storage.base import Candles, ns_to_dt

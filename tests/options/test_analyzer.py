@@ -19,15 +19,9 @@ from numpy.typing import NDArray
 from mental_trader.calendar import IST
 from mental_trader.core import black76
 from mental_trader.errors import InvalidInputError
-from mental_trader.options.analyzer import (
-    Baseline,
-    ChainAnalytics,
-    RankingParams,
-    analyze,
-    explain,
-    rank_strikes,
-)
+from mental_trader.options.analyzer import Baseline, ChainAnalytics, analyze
 from mental_trader.options.chain import OptionChain, OptionSide, years_to_expiry
+from mental_trader.options.ranking import RankingParams, explain, rank_strikes
 
 FloatArray = NDArray[np.float64]
 

@@ -27,10 +27,10 @@ from mental_trader.models import (
     Side,
     TradeStatus,
 )
-from mental_trader.options.analyzer import RankingParams
 from mental_trader.options.chain import OptionChain
 from mental_trader.options.desk import MAX_CHAIN_AGE_S, OptionsDesk
 from mental_trader.options.manager import OptionsParams
+from mental_trader.options.ranking import RankingParams
 from mental_trader.options.sizing import PremiumLevels
 from mental_trader.risk import RiskManager
 from mental_trader.service import ServiceClock

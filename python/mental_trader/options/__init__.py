@@ -1,7 +1,7 @@
 """The options layer: from an underlying signal to a ranked, sized option position.
 
-``chain`` holds the chain data model; ``analyzer`` the per-strike and chain analytics and
-the strike ranking; ``sizing`` lots and order slices; ``manager`` debounce, cooldown,
+``chain`` holds the chain data model; ``analyzer`` the per-strike and chain analytics;
+``ranking`` the strike ranking; ``sizing`` lots and order slices; ``manager`` debounce, cooldown,
 expiry and strike choice; ``signals`` the :class:`OptionSignal` the executor trades and the
 manager's other values; ``master`` the daily instrument master; ``desk`` the layer inside
 the running service. The option

@@ -35,7 +35,7 @@ from mental_trader.brokers.base import Quote
 from mental_trader.calendar import IST
 from mental_trader.execution.executor import Executor
 from mental_trader.models import Instrument, Side, TradeStatus
-from mental_trader.options.analyzer import Baseline, RankingParams, analyze, rank_strikes
+from mental_trader.options.analyzer import Baseline, analyze
 from mental_trader.options.chain import EXPIRY_TIME, OptionChain, OptionType
 from mental_trader.options.manager import (
     OptionDecision,
@@ -45,6 +45,7 @@ from mental_trader.options.manager import (
     StrikePick,
 )
 from mental_trader.options.master import refresh_instrument_master
+from mental_trader.options.ranking import RankingParams, rank_strikes
 from mental_trader.options.sizing import slice_qty
 from mental_trader.storage.base import DERIVATIVE_TYPES, Store, dt_to_ns
 from mental_trader.strategy.base import Signal
