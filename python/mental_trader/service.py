@@ -37,8 +37,13 @@ from mental_trader.core import BarEvent, Engine
 from mental_trader.execution import ChargesTable, Executor, PaperGateway
 from mental_trader.models import EmaStateRow, Event, Instrument, Side
 from mental_trader.notify import Notifier
-from mental_trader.options.desk import DeskTiming, OptionsBroker, OptionsDesk
-from mental_trader.options.manager import OptionsParams, options_name
+from mental_trader.options.desk import (
+    DeskTiming,
+    OptionsBroker,
+    OptionsDesk,
+    option_underlyings,
+)
+from mental_trader.options.manager import OptionsParams
 from mental_trader.options.ranking import RankingParams
 from mental_trader.risk import RiskManager
 from mental_trader.storage import CandleRow, Store, StoreWriter
@@ -598,16 +603,7 @@ class DualTimeframeService:
         contracts in the broker's instrument dump."""
         if not self.settings.options_enabled:
             return []
-        names = set(self.settings.options_underlyings)
-        return sorted(
-            {
-                i.underlying
-                for i in self._instruments.values()
-                if i.underlying
-                and i.instrument_type in ("CE", "PE")
-                and options_name(i.underlying) in names
-            }
-        )
+        return option_underlyings(self._instruments.values(), self.settings.options_underlyings)
 
     async def _options_desk(self, executor: Executor) -> OptionsDesk | None:
         if not self.settings.options_enabled:

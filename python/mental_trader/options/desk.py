@@ -22,35 +22,39 @@ underlying's price at entry and exit (P&L attribution per leg).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from mental_trader.brokers.base import Quote
 from mental_trader.calendar import IST
+from mental_trader.execution.book import is_option
 from mental_trader.execution.executor import Executor
 from mental_trader.models import Instrument, Side, TradeStatus
 from mental_trader.options.analyzer import Baseline, analyze
 from mental_trader.options.chain import EXPIRY_TIME, OptionChain, OptionType
 from mental_trader.options.manager import (
+    INDEX_OPTION_NAMES,
     OptionDecision,
     OptionSignal,
     OptionsManager,
     OptionsParams,
     StrikePick,
+    options_name,
 )
 from mental_trader.options.master import refresh_instrument_master
 from mental_trader.options.ranking import RankingParams, rank_strikes
 from mental_trader.options.sizing import slice_qty
-from mental_trader.storage.base import DERIVATIVE_TYPES, Store, dt_to_ns
+from mental_trader.storage.base import Store, dt_to_ns
 from mental_trader.strategy.base import Signal
 
-__all__ = ["DeskTiming", "OptionsBroker", "OptionsDesk"]
+__all__ = ["DeskTiming", "OptionsBroker", "OptionsDesk", "option_underlyings"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,22 @@ class OptionsBroker(Protocol):
     async def option_chain(self, underlying: str, expiry: date) -> OptionChain: ...
 
     async def quote(self, symbols: list[str]) -> dict[str, Quote]: ...
+
+
+def option_underlyings(
+    instruments: Iterable[Instrument],
+    names: Collection[str],
+    aliases: Mapping[str, str] = INDEX_OPTION_NAMES,
+) -> list[str]:
+    """The underlying symbols that have option contracts among ``instruments`` and whose
+    options name (``"NSE:NIFTY 50"`` → ``"NIFTY"``) is in ``names``."""
+    return sorted(
+        {
+            i.underlying
+            for i in instruments
+            if i.underlying and is_option(i) and options_name(i.underlying, aliases) in names
+        }
+    )
 
 
 class Clock(Protocol):
@@ -142,6 +162,7 @@ class OptionsDesk:
         self.latencies: deque[float] = deque(maxlen=10_000)
         self.underlyings: tuple[str, ...] = ()
         self._day: date | None = None
+        self._listed: dict[str, list[date]] = {}  # underlying -> expiries, from the master
         self._warned: dict[str, float] = {}
         #: realized P&L per underlying and leg, refreshed with the chains
         self.pnl_attribution: dict[str, dict[str, float]] = {}
@@ -151,16 +172,8 @@ class OptionsDesk:
     async def prepare(self, today: date) -> tuple[str, ...]:
         """Refresh the instrument master, load the option contracts into the shared map,
         fill the chain cache; returns the underlying symbols the desk trades."""
-        names = self.manager.params.underlyings
-        dump_underlyings = sorted(
-            {
-                i.underlying
-                for i in self.instruments.values()
-                if i.underlying
-                and i.instrument_type in DERIVATIVE_TYPES
-                and self.manager.underlying_name(i.underlying) in names
-            }
-        )
+        names, aliases = self.manager.params.underlyings, self.manager.params.aliases
+        dump_underlyings = option_underlyings(self.instruments.values(), names, aliases)
         if dump_underlyings:
             update = await refresh_instrument_master(
                 self.broker, self.store, dump_underlyings, today=today
@@ -170,15 +183,15 @@ class OptionsDesk:
         stored = [
             i
             for i in await self.store.load_instruments()
-            if i.instrument_type in ("CE", "PE")
-            and i.underlying
-            and self.manager.underlying_name(i.underlying) in names
-            and i.expiry is not None
-            and i.expiry >= today
+            if is_option(i) and i.expiry is not None and i.expiry >= today
         ]
+        self.underlyings = tuple(option_underlyings(stored, names, aliases))
+        listed: dict[str, set[date]] = {}
         for i in stored:
-            self.instruments[i.symbol] = i
-        self.underlyings = tuple(sorted({i.underlying for i in stored if i.underlying}))
+            if i.underlying in self.underlyings and i.expiry is not None:
+                self.instruments[i.symbol] = i
+                listed.setdefault(i.underlying, set()).add(i.expiry)
+        self._listed = {u: sorted(expiries) for u, expiries in listed.items()}
         if not self.underlyings:
             log.warning("options: no contracts for %s in the instrument master", sorted(names))
         await self._adopt_open_positions()
@@ -231,20 +244,15 @@ class OptionsDesk:
             self.manager.on_entry_filled(entry, qty=qty, price=t.entry_price, opened_at=t.entry_ts)
             log.warning("options: took over the open %s (opened %s)", t.symbol, t.entry_ts)
 
-    def _expiries(self, underlying: str, today: date) -> list[date]:
+    def _expiries(self, underlying: str) -> list[date]:
+        """The nearest listed expiries of ``underlying`` that have not expired yet."""
         now = self.clock.now()
-        found = {
-            i.expiry
-            for i in self.instruments.values()
-            if i.underlying == underlying
-            and i.instrument_type in ("CE", "PE")
-            and i.expiry is not None
-            and i.expiry >= today
-        }
-        live = [
-            e for e in found if e is not None and datetime.combine(e, EXPIRY_TIME, tzinfo=IST) > now
-        ]
-        return sorted(live)[:CACHED_EXPIRIES]
+        live = (
+            e
+            for e in self._listed.get(underlying, [])
+            if datetime.combine(e, EXPIRY_TIME, tzinfo=IST) > now
+        )
+        return list(itertools.islice(live, CACHED_EXPIRIES))
 
     async def refresh_chains(self) -> None:
         """Fetch the chains of every underlying's nearest expiries into the cache."""
@@ -252,7 +260,7 @@ class OptionsDesk:
         self._baselines = {k: v for k, v in self._baselines.items() if k[2] >= today}
         for underlying in self.underlyings:
             fresh: dict[date, OptionChain] = {}
-            for expiry in self._expiries(underlying, today):
+            for expiry in self._expiries(underlying):
                 try:
                     chain = await self.broker.option_chain(underlying, expiry)
                 except Exception as exc:  # one chain failing must not stop the others
@@ -421,7 +429,7 @@ class OptionsDesk:
 
     def _is_option(self, symbol: str) -> bool:
         instrument = self.instruments.get(symbol)
-        return instrument is not None and instrument.instrument_type in ("CE", "PE")
+        return instrument is not None and is_option(instrument)
 
     async def _quotes(self, symbols: list[str]) -> dict[str, Quote]:
         """Quotes of ``symbols``; one that fails (no trade yet, an expired contract) is
