@@ -25,16 +25,6 @@ SYMBOLS = ["NSE:RELIANCE", "NSE:INFY", NIFTY_50, "NSE:TCS"]
 FRAME_NS = 50_000_000
 
 
-@pytest.fixture(scope="module")
-def cal() -> TradingCalendar:
-    return TradingCalendar()
-
-
-@pytest.fixture(scope="module")
-def market(cal: TradingCalendar) -> SimMarket:
-    return SimMarket(42, cal)
-
-
 def at(day: date, hh: int, mm: int, ss: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, hh, mm, ss, tzinfo=IST)
 

@@ -22,16 +22,6 @@ SYMBOLS = ["NSE:RELIANCE", "NSE:INFY", "NSE:ICICIBANK", NIFTY_50, "NSE:TCS"]
 LATER = datetime(2026, 12, 1, tzinfo=UTC)  # "now", after every day used here
 
 
-@pytest.fixture(scope="module")
-def cal() -> TradingCalendar:
-    return TradingCalendar()
-
-
-@pytest.fixture(scope="module")
-def market(cal: TradingCalendar) -> SimMarket:
-    return SimMarket(42, cal)
-
-
 def same_bars(a: Candles, b: Candles) -> None:
     for name in CANDLE_COLUMNS:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)

@@ -25,8 +25,8 @@ WEEKLY = date(2026, 12, 1)
 
 
 @pytest.fixture(scope="module")
-def options() -> SimOptions:
-    return SimOptions(SimMarket(42, TradingCalendar()))
+def options(market: SimMarket) -> SimOptions:
+    return SimOptions(market)
 
 
 def test_expiries_are_tuesdays_weekly_and_monthly(options: SimOptions) -> None:
