@@ -515,9 +515,13 @@ class DualTimeframeService:
         from there to the moment the signal object exists.
         """
         names, strategy, states = self.symbols, self.strategy, self._state
+        skip_quiet, deferred = strategy.skips_quiet_bars, strategy.deferred
         for ev in events:
             symbol = names[ev.symbol]
             st = states[symbol]
+            if skip_quiet and not ev.cross and st.view is None and not ev.is_confirm:
+                if symbol not in deferred:
+                    continue  # a quiet bar: the strategy promised nothing happens
             signals = strategy.on_bar_close(ev, symbol, st.view)
             if signals:
                 latency = (time.perf_counter_ns() - t0) / 1e9

@@ -240,11 +240,14 @@ class Run:
     trades: list[Trade]
 
 
-def drive(strategy: Strategy, m: Market, symbol: str = "NSE:INFY") -> Run:
+def drive(
+    strategy: Strategy, m: Market, symbol: str = "NSE:INFY", *, skip_quiet: bool = False
+) -> Run:
     """Feed every engine call to ``strategy`` like the service does; fill at signal prices.
 
     The position view is advanced with each primary bar that closes while it is open
-    (not with the bar it was entered on).
+    (not with the bar it was entered on). ``skip_quiet`` leaves out the calls the service
+    leaves out for a strategy that :attr:`~Strategy.skips_quiet_bars`.
     """
     index = {ts: i for i, ts in enumerate(m.primary["ts"].tolist())}
     signals: list[Signal] = []
@@ -254,6 +257,9 @@ def drive(strategy: Strategy, m: Market, symbol: str = "NSE:INFY") -> Run:
     for call in m.calls:
         for event in call:
             before = position
+            quiet = not event.cross and not event.is_confirm and position is None
+            if skip_quiet and quiet and symbol not in strategy.deferred:
+                continue
             out = strategy.on_bar_close(event, symbol, position)
             for signal in out:
                 signals.append(signal)

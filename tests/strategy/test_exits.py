@@ -65,6 +65,24 @@ def test_opposite_cross_and_reversal(scalp_market: Market) -> None:
             assert t.exit_price == m.bar(t.exit_i)[3]
 
 
+@pytest.mark.parametrize("cls", [ScalpStrategy, IntradayStrategy])
+@pytest.mark.parametrize("trail", [None, 0.25])
+def test_skipping_quiet_bars_changes_nothing(
+    cls: type[Strategy], trail: float | None, request: pytest.FixtureRequest
+) -> None:
+    """The service skips primary bars without a cross while flat: same signals, same trades."""
+    m: Market = request.getfixturevalue(
+        "scalp_market" if cls is ScalpStrategy else "intraday_market"
+    )
+    p = params(cls, stop_loss_pct=0.3, target_pct=0.6, trailing_stop_pct=trail)
+    assert cls.skips_quiet_bars
+    every = drive(cls(p), m, SYMBOL)
+    skipping = drive(cls(p), m, SYMBOL, skip_quiet=True)
+    assert len(every.signals) >= 10
+    assert skipping.signals == every.signals
+    assert skipping.trades == every.trades
+
+
 @pytest.mark.parametrize(
     ("stop", "target", "trail", "reasons"),
     [

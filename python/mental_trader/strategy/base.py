@@ -34,6 +34,7 @@ import dataclasses
 import logging
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol, Self
@@ -306,6 +307,10 @@ class Strategy(ABC):
     default_stop_loss_pct: ClassVar[float]
     default_target_pct: ClassVar[float]
     default_trailing_stop_pct: ClassVar[float | None] = None
+    #: True promises: a PRIMARY event with ``cross == 0``, for a symbol without a position
+    #: and not in :attr:`deferred`, yields no signal and changes no state, so the service
+    #: may skip the call (most bar closes; it keeps them off the tick-to-signal path).
+    skips_quiet_bars: ClassVar[bool] = False
 
     def __init__(self, params: StrategyParams | None = None) -> None:
         """Create the strategy.
@@ -400,6 +405,11 @@ class Strategy(ABC):
         stop, target = self.levels(side, price)
         return PositionView(side, qty, price, stop=stop, target=target, best_price=price)
 
+    @property
+    def deferred(self) -> Container[str]:
+        """Symbols with an entry deferred to a later event (see :attr:`skips_quiet_bars`)."""
+        return ()
+
     def reset(self, symbol: str | None = None) -> None:  # noqa: B027 -- optional hook
         """Forget the per-symbol state (of one symbol, or of all)."""
 
@@ -436,6 +446,8 @@ class EmaCrossStrategy(Strategy):
     The rules are in the module docstring. Subclasses only set ``name`` and defaults.
     """
 
+    skips_quiet_bars = True
+
     def __init__(self, params: StrategyParams | None = None) -> None:
         """Create the strategy (see :class:`Strategy`)."""
         super().__init__(params)
@@ -448,6 +460,11 @@ class EmaCrossStrategy(Strategy):
         self._confirm_s = p.confirm_timeframe_s
         self._confirm: dict[str, _Confirm] = {}
         self._pending: dict[str, _Candidate] = {}
+
+    @property
+    def deferred(self) -> Container[str]:
+        """Symbols whose cross waits for the confirm bar closing with it."""
+        return self._pending
 
     def drop_pending(self) -> None:
         """Forget every deferred entry, keeping the confirm trend."""
@@ -563,19 +580,20 @@ class EmaCrossStrategy(Strategy):
         if not agrees:
             return None
         stop, target = self.levels(c.side, c.close)
+        # Positional: keywords cost a named tuple twice the time on the signal path.
         return Signal(
-            symbol=symbol,
-            side=c.side,
-            kind="entry",
-            price=c.close,
-            reason="ema_cross",
-            stop=stop,
-            target=target,
-            timeframe_s=self._primary_s,
-            strategy=self.name,
-            bar_ts_ns=c.bar_ts_ns,
-            end_ns=c.end_ns,
-            payload={
+            symbol,
+            c.side,
+            "entry",
+            c.close,
+            "ema_cross",
+            stop,
+            target,
+            self._primary_s,
+            self.name,
+            c.bar_ts_ns,
+            c.end_ns,
+            {
                 "ema_fast": c.ema_fast,
                 "ema_slow": c.ema_slow,
                 "cross": c.cross,
@@ -623,18 +641,18 @@ class EmaCrossStrategy(Strategy):
             return None
         side = Side.SELL if long else Side.BUY
         return Signal(
-            symbol=symbol,
-            side=side,
-            kind="exit",
-            price=price,
-            reason=reason,
-            stop=stop,
-            target=target,
-            timeframe_s=self._primary_s,
-            strategy=self.name,
-            bar_ts_ns=bar.ts,
-            end_ns=end_ns,
-            payload={
+            symbol,
+            side,
+            "exit",
+            price,
+            reason,
+            stop,
+            target,
+            self._primary_s,
+            self.name,
+            bar.ts,
+            end_ns,
+            {
                 "entry_price": position.entry_price,
                 "qty": position.qty,
                 "best_price": best,
