@@ -519,9 +519,9 @@ class DualTimeframeService:
         for ev in events:
             symbol = names[ev.symbol]
             st = states[symbol]
-            if skip_quiet and not ev.cross and st.view is None and not ev.is_confirm:
-                if symbol not in deferred:
-                    continue  # a quiet bar: the strategy promised nothing happens
+            quiet = not ev.cross and st.view is None and not ev.is_confirm
+            if quiet and skip_quiet and symbol not in deferred:
+                continue  # the strategy promised nothing happens on a quiet bar
             signals = strategy.on_bar_close(ev, symbol, st.view)
             if signals:
                 latency = (time.perf_counter_ns() - t0) / 1e9
