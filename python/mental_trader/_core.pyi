@@ -56,6 +56,8 @@ __all__ = [
     "black76",
     "build_bars",
     "crossovers",
+    "decode_kite_frame",
+    "decode_kite_ticks",
     "ema",
     "implied_vol_black76",
     "resample_bars",
@@ -209,6 +211,45 @@ def implied_vol_black76(
     Raises:
         InvalidInputError: bad dtype/shape/contiguity, different lengths, ``F``/``K``/``T``
             not finite and > 0, ``r`` not finite.
+    """
+
+def decode_kite_frame(data: bytes) -> list[dict[str, Any]]:
+    """Kite Connect binary WebSocket frame → one pykiteconnect-shaped tick dict per packet.
+
+    Public face: :func:`mental_trader.brokers.kite.decode_frame`, whose docstring lists
+    the keys. Timestamps are aware IST datetimes (``mental_trader.calendar.IST``).
+
+    Framing: a frame under 2 bytes is a heartbeat (``[]``); packets of an unknown length
+    are skipped; bytes after the declared packets are ignored.
+
+    Raises:
+        InvalidInputError: the declared packets run past the end of the frame.
+    """
+
+def decode_kite_ticks(
+    data: bytes,
+) -> tuple[
+    NDArray[np.int64],
+    NDArray[np.uint8],
+    NDArray[np.float64],
+    NDArray[np.float64],
+    NDArray[np.int64],
+    NDArray[np.int64],
+    NDArray[np.float64],
+    NDArray[np.float64],
+    NDArray[np.float64],
+]:
+    """Kite Connect binary WebSocket frame → columns, one row per packet.
+
+    Public face: :func:`mental_trader.brokers.kite.decode_ticks` (the columns named, as
+    :class:`~mental_trader.brokers.kite.KiteTicks`). In order: ``token`` int64, ``mode``
+    uint8 (1 ltp, 2 quote, 3 full), ``last_price``, ``volume`` (cumulative; 0 for ltp and
+    index packets), ``exchange_ts_ns`` and ``last_trade_ns`` (ns UTC; 0 where the layout
+    has none), ``bid``, ``ask`` (best depth level; NaN without depth or when empty) and
+    ``oi`` (NaN without depth). Same framing rule as :func:`decode_kite_frame`.
+
+    Raises:
+        InvalidInputError: the declared packets run past the end of the frame.
     """
 
 def build_bars(

@@ -9,6 +9,7 @@ pub mod cross;
 pub mod ema;
 pub mod engine;
 pub mod error;
+pub mod kite;
 pub mod options;
 pub mod resample;
 pub mod session;
@@ -32,6 +33,8 @@ mod core_module {
     use crate::py::engine::{PyBarEvent, PyEngine};
     #[pymodule_export]
     use crate::py::funcs::{build_bars_py, crossovers_py, ema_py, resample_bars_py};
+    #[pymodule_export]
+    use crate::py::kite::{decode_kite_frame_py, decode_kite_ticks_py};
     #[pymodule_export]
     use crate::py::options::{black76_py, implied_vol_black76_py};
     #[pymodule_export]

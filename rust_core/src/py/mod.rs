@@ -6,5 +6,6 @@ pub mod cell;
 pub mod engine;
 pub mod fastcall;
 pub mod funcs;
+pub mod kite;
 pub mod options;
 pub mod types;
