@@ -73,10 +73,10 @@ def packets(frame: bytes) -> list[bytes]:
 
 
 async def until(
-    check: Callable[[], Awaitable[Any]], timeout: float = 10.0, every: float = 0.05
+    check: Callable[[], Awaitable[Any]], wait_s: float = 10.0, every: float = 0.05
 ) -> Any:
-    """Poll ``check`` until it returns something truthy (fail after ``timeout``)."""
-    async with asyncio.timeout(timeout):
+    """Poll ``check`` until it returns something truthy (fail after ``wait_s``)."""
+    async with asyncio.timeout(wait_s):
         while True:
             found = await check()
             if found:

@@ -183,7 +183,7 @@ async def test_quotes(fake: FakeKite, http: httpx.AsyncClient) -> None:
     assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$", q["timestamp"])
     ohlc = (await http.get("/quote/ohlc", params={"i": "NSE:INFY"})).json()["data"]
     assert set(ohlc["NSE:INFY"]) == {"instrument_token", "last_price", "ohlc"}
-    ltp = (await http.get("/quote/ltp", params=[("i", "NSE:INFY"), ("i", "NSE:RELIANCE")]))
+    ltp = await http.get("/quote/ltp", params=[("i", "NSE:INFY"), ("i", "NSE:RELIANCE")])
     data = ltp.json()["data"]
     assert set(data["NSE:RELIANCE"]) == {"instrument_token", "last_price"}
     assert data["NSE:RELIANCE"]["instrument_token"] == 738561
@@ -275,7 +275,11 @@ async def test_limit_modify_cancel(fake: FakeKite, http: httpx.AsyncClient) -> N
     m = await http.put(f"/orders/regular/{order_id}", data={"price": str(far - 1), "quantity": "2"})
     assert m.json()["data"] == {"order_id": order_id}
     hist = (await http.get(f"/orders/{order_id}")).json()["data"]
-    assert [h["status"] for h in hist[-3:]] == ["MODIFY VALIDATION PENDING", "MODIFY PENDING", "OPEN"]
+    assert [h["status"] for h in hist[-3:]] == [
+        "MODIFY VALIDATION PENDING",
+        "MODIFY PENDING",
+        "OPEN",
+    ]
     assert hist[-1]["price"] == far - 1
     assert hist[-1]["quantity"] == 2
     c = await http.delete(f"/orders/regular/{order_id}")

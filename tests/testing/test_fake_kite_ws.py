@@ -26,9 +26,9 @@ from tests.testing.conftest import packets, ws_url
 INFY, NIFTY = 408065, 256265
 
 
-async def next_binary(ws: ClientConnection, timeout: float = 5.0) -> bytes:
+async def next_binary(ws: ClientConnection, wait_s: float = 5.0) -> bytes:
     """The next binary message longer than a heartbeat."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(wait_s):
         while True:
             msg = await ws.recv()
             if isinstance(msg, bytes) and len(msg) > 1:

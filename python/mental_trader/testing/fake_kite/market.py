@@ -193,7 +193,9 @@ class MarketView:
             is_index=is_index,
         )
 
-    def _touch(self, symbol: str, session: date, last: float, last_ns: int) -> tuple[float, float, int]:
+    def _touch(
+        self, symbol: str, session: date, last: float, last_ns: int
+    ) -> tuple[float, float, int]:
         """(bid, ask, oi) at the tick of ``last_ns``."""
         if " " in symbol.partition(":")[2]:
             return 0.0, 0.0, 0

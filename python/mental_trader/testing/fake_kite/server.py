@@ -334,7 +334,9 @@ class FakeKite:
                 token or a wrong checksum (400 InputException for missing fields).
         """
         if not api_key or not request_token or not checksum:
-            raise KiteError(400, "InputException", "Missing `api_key`, `request_token` or `checksum`.")
+            raise KiteError(
+                400, "InputException", "Missing `api_key`, `request_token` or `checksum`."
+            )
         if api_key != self.api_key:
             raise KiteError(403, "TokenException", "Invalid `api_key`.")
         expires = self._request_tokens.pop(request_token, None)
