@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.metadata
 from pathlib import Path
 
@@ -44,6 +45,12 @@ def stub_defined() -> set[str]:
 
 
 ERRORS_AT_TOP = {"InvalidInputError", "MentalTraderError"}
+# Exports of _core whose public face is a broker package, not mental_trader(.core):
+# name in _core -> (module, public name).
+BROKER_EXPORTS = {
+    "decode_kite_frame": ("mental_trader.brokers.kite", "decode_frame"),
+    "decode_kite_ticks": ("mental_trader.brokers.kite", "decode_ticks"),
+}
 
 
 def test_stub_all_is_sorted_and_complete() -> None:
@@ -63,7 +70,7 @@ def test_package_all() -> None:
     assert names == sorted(names)
     # the stub's exports, the two errors callers catch, and the version; PanicException is
     # reached through mental_trader.errors (it is caught by name in the supervisor only)
-    expected = (set(stub_all()) - {"PanicException"}) | ERRORS_AT_TOP
+    expected = (set(stub_all()) - {"PanicException"} - set(BROKER_EXPORTS)) | ERRORS_AT_TOP
     assert set(names) == expected
     for name in names:
         assert hasattr(mental_trader, name), name
@@ -72,9 +79,17 @@ def test_package_all() -> None:
 def test_core_module_all() -> None:
     names = mental_trader.core.__all__
     assert names == sorted(names)
-    assert set(names) == set(stub_all())
+    assert set(names) == set(stub_all()) - set(BROKER_EXPORTS)
     for name in names:
         assert getattr(mental_trader.core, name) is getattr(_core, name)
+
+
+def test_broker_exports_are_public_in_their_package() -> None:
+    for name, (module, public) in BROKER_EXPORTS.items():
+        assert name in stub_all()
+        package = importlib.import_module(module)
+        assert public in package.__all__
+        assert getattr(package, public).__module__ == f"{module}.decode", name
 
 
 def test_errors_module() -> None:
