@@ -15,7 +15,7 @@ import pytest
 from mental_trader.calendar import IST
 from mental_trader.errors import InvalidInputError
 from mental_trader.testing.fake_kite import FakeKite
-from tests.testing.conftest import DAY, headers, make_fake, order_form, until
+from tests.testing.conftest import DAY, START, headers, make_fake, order_form, until
 
 
 def test_refuses_a_non_loopback_host() -> None:
@@ -340,3 +340,46 @@ async def test_kite_rate_limits_windows() -> None:
                 await asyncio.sleep(0.25)
         assert fake.rate_limit_violations == []
         assert fake.rates.max_in_window("quote") == 1
+
+
+async def test_stop_orders_trigger(fake: FakeKite, http: httpx.AsyncClient) -> None:
+    ltp = (await http.get("/quote/ltp", params={"i": "NSE:INFY"})).json()["data"]["NSE:INFY"]
+    above = round(round(ltp["last_price"] * 1.2 * 20) / 20, 2)
+    # a sell stop above the market triggers on the next tick, then sells at market
+    r = await http.post(
+        "/orders/regular",
+        data=order_form(transaction_type="SELL", order_type="SL-M", trigger_price=above),
+    )
+    order_id = r.json()["data"]["order_id"]
+
+    async def complete() -> list[str] | None:
+        hist = (await http.get(f"/orders/{order_id}")).json()["data"]
+        statuses = [h["status"] for h in hist]
+        return statuses if statuses[-1] == "COMPLETE" else None
+
+    statuses = await until(complete)
+    assert statuses[3:] == ["TRIGGER PENDING", "OPEN", "COMPLETE"]
+    # a buy stop far above stays pending
+    r = await http.post(
+        "/orders/regular",
+        data=order_form(order_type="SL", trigger_price=above, price=above, market_protection=None),
+    )
+    pending_id = r.json()["data"]["order_id"]
+    await asyncio.sleep(0.3)
+    hist = (await http.get(f"/orders/{pending_id}")).json()["data"]
+    assert hist[-1]["status"] == "TRIGGER PENDING"
+    assert hist[-1]["trigger_price"] == above
+
+
+async def test_orders_refused_when_the_market_is_closed() -> None:
+    before_open = START.replace(hour=8)
+    async with (
+        make_fake(start=before_open) as fake,
+        httpx.AsyncClient(base_url=fake.rest_url, headers=headers(fake)) as http,
+    ):
+        r = await http.post("/orders/regular", data=order_form())
+        assert r.status_code == 400
+        assert "closed" in r.json()["message"]
+        # quotes before the open show the previous session's last trade
+        q = (await http.get("/quote", params={"i": "NSE:INFY"})).json()["data"]["NSE:INFY"]
+        assert q["last_trade_time"] < f"{DAY} 00:00:00"

@@ -28,6 +28,7 @@ from mental_trader.calendar import IST
 from mental_trader.core import build_bars
 from mental_trader.errors import InvalidInputError
 from mental_trader.storage.base import dt_to_ns
+from mental_trader.testing.fake_kite import portfolio
 from mental_trader.testing.fake_kite.envelope import (
     KiteError,
     candle_time,
@@ -227,10 +228,10 @@ def build_app(fake: FakeKite) -> Starlette:
         return ok([t.payload() for t in fake.orders.trades if t.order is order])
 
     async def positions(request: Request) -> Response:
-        return ok(await asyncio.to_thread(fake.orders.positions))
+        return ok(await asyncio.to_thread(portfolio.positions, fake.orders))
 
     async def margins(request: Request) -> Response:
-        data = await asyncio.to_thread(fake.orders.margins)
+        data = await asyncio.to_thread(portfolio.margins, fake.orders)
         segment = request.path_params.get("segment")
         if segment is None:
             return ok(data)
