@@ -64,14 +64,15 @@ impl Mode {
     }
 }
 
-/// Which fields a packet carries, from its length.
+/// Which fields a packet carries, from its length. The discriminants index per-layout
+/// tables in the binding (`Layout as usize`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
-    Ltp,
-    IndexQuote,
-    IndexFull,
-    Quote,
-    Full,
+    Ltp = 0,
+    IndexQuote = 1,
+    IndexFull = 2,
+    Quote = 3,
+    Full = 4,
 }
 
 impl Layout {
