@@ -53,6 +53,7 @@ def test_equity_and_index_rows() -> None:
     assert nifty.segment == "INDICES"
     assert nifty.instrument_token == 256265
     assert nifty.underlying is None
+    assert (nifty.lot_size, nifty.tick_size) == (1, 0.05)  # the dump's zeros -> defaults
 
 
 def test_derivative_rows() -> None:

@@ -25,8 +25,8 @@ async def test_never_more_than_calls_in_any_window() -> None:
     stamps: list[float] = []
 
     async def one() -> None:
-        await limiter.acquire()
-        stamps.append(time.monotonic())
+        async with limiter.slot():
+            stamps.append(time.monotonic())
 
     async with asyncio.TaskGroup() as tg:
         for _ in range(10):
@@ -47,8 +47,15 @@ async def test_fake_clock_waits_exactly() -> None:
     await limiter.acquire()
     waiter = asyncio.create_task(limiter.acquire())
     await asyncio.sleep(0.01)
-    assert not waiter.done()  # the window is full until the clock moves
-    now[0] = 101.0
+    assert not waiter.done()  # both slots in flight: no clock time frees them
+    now[0] = 200.0
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    limiter.release()  # answered at 200.0: the slot is free again at 201.0
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    now[0] = 201.0
+    limiter.release()  # wakes the waiter, which now sees the first slot expired
     await asyncio.wait_for(waiter, 2)
 
 
@@ -61,5 +68,5 @@ def test_limits_validated_against_kite() -> None:
         RateLimiter(0, 1.0)
     built = RateLimits(orders_per_s=5).build()
     assert set(built) == set(Scope)
-    assert [(lim.calls, lim.period_s) for lim in built[Scope.ORDERS]] == [(5, 1.0), (360, 60.0)]
-    assert built[Scope.QUOTE][0].period_s > 1.0  # headroom for the 1/s scope
+    assert [(lim.calls, lim.period_s) for lim in built[Scope.ORDERS]] == [(5, 1.05), (360, 60.05)]
+    assert built[Scope.QUOTE][0].period_s > 1.0

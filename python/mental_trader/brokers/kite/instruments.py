@@ -8,8 +8,9 @@ exchange-qualified symbol of the underlying: the index whose options name it is
 (:data:`~mental_trader.options.manager.INDEX_OPTION_NAMES` inverted, so ``NIFTY`` →
 ``"NSE:NIFTY 50"``), otherwise the stock of that name on the cash exchange.
 
-Freeze quantities are not in the dump; pass them (by options name) if known, else
-``freeze_qty`` stays None.
+Index rows (segment ``INDICES``) list tick and lot size 0; they become the
+:class:`Instrument` defaults (0.05, 1). Freeze quantities are not in the dump; pass them
+(by options name) if known, else ``freeze_qty`` stays None.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ _REQUIRED = frozenset(DUMP_COLUMNS) - {"exchange_token", "last_price"}
 #: Derivatives exchange → the cash exchange its underlyings are listed on.
 _CASH_EXCHANGE = {"NFO": "NSE", "BFO": "BSE"}
 _DERIVATIVES = frozenset({"FUT", "CE", "PE"})
+_DEFAULT_TICK = 0.05  # Instrument's default tick size
 
 
 def underlying_symbol(
@@ -137,8 +139,9 @@ def _instrument(
         name=name,
         segment=(row["segment"] or "").strip(),
         instrument_type=instrument_type,
-        tick_size=float(row["tick_size"] or 0),
-        lot_size=int(float(row["lot_size"] or 1)),
+        # Index rows carry 0 for both; our code divides by them, so they get the defaults.
+        tick_size=float(row["tick_size"] or 0) or _DEFAULT_TICK,
+        lot_size=int(float(row["lot_size"] or 0)) or 1,
         expiry=date.fromisoformat(expiry_text) if expiry_text else None,
         strike=strike if instrument_type in ("CE", "PE") else None,
         underlying=underlying,

@@ -2,18 +2,19 @@
 
 Kite's limits (MARKET_FACTS §5): quote 1 request/s, historical 3/s, orders (place, modify
 and cancel together) 10/s and 400/min per account, everything else 10/s. A
-:class:`RateLimiter` is a sliding window: at most ``calls`` acquisitions in ANY interval of
-``period_s``, which also keeps every fixed one-second window of the server under the limit.
-The defaults leave headroom for the jitter between our send time and the server's receive
-time: a longer window for the 1/s and 3/s scopes, fewer calls for the 10/s ones.
+:class:`RateLimiter` is a sliding window counted from each request's ANSWER (see its
+docstring), so the jitter between our send time and the server's receive time cannot push
+more than the limit into one of the server's windows. The order and general scopes keep
+further headroom by default (8 of 10).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
@@ -33,10 +34,21 @@ class Scope(StrEnum):
 
 
 class RateLimiter:
-    """At most ``calls`` acquisitions in any window of ``period_s`` seconds (FIFO fair).
+    """At most ``calls`` requests in any window of ``period_s`` seconds, as the SERVER sees
+    them, whatever the network jitter.
+
+    A request holds its slot from the moment it is sent until ``period_s`` after its
+    response arrived (in flight, it holds it indefinitely). The server received request
+    ``i`` at some time in ``[sent_i, answered_i]``; the next request to reuse the slot is
+    sent no earlier than ``answered_i + period_s``, so it arrives at least ``period_s``
+    after request ``i`` did: ``calls + 1`` requests can never land in one window. The price
+    is throughput: ``calls`` per ``period_s`` plus one round trip.
+
+    Use it as ``async with limiter.slot(): <send and read the response>``. Waiters are
+    served first come, first served.
 
     Args:
-        calls: acquisitions allowed per window (>= 1).
+        calls: requests allowed per window (>= 1).
         period_s: window length in seconds (> 0).
         clock: monotonic clock in seconds (tests may inject one).
 
@@ -53,23 +65,47 @@ class RateLimiter:
         self.calls = calls
         self.period_s = period_s
         self._clock = clock
-        self._stamps: deque[float] = deque()
+        self._done: deque[float] = deque()  # answer times, in order (monotonic clock)
+        self._in_flight = 0
         self._lock = asyncio.Lock()
+        self._changed = asyncio.Event()
 
     def __repr__(self) -> str:
-        return f"RateLimiter({self.calls} per {self.period_s}s)"
+        return f"RateLimiter({self.calls} per {self.period_s}s, {self._in_flight} in flight)"
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one slot around a request (released with the answer time on exit)."""
+        await self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
 
     async def acquire(self) -> None:
-        """Wait until one more call fits in the window, then count it."""
+        """Wait for a free slot and take it; pair with :meth:`release`."""
         async with self._lock:  # one waiter at a time keeps the order of arrival
             while True:
                 now = self._clock()
-                while self._stamps and now - self._stamps[0] >= self.period_s:
-                    self._stamps.popleft()
-                if len(self._stamps) < self.calls:
-                    self._stamps.append(now)
+                while self._done and now - self._done[0] >= self.period_s:
+                    self._done.popleft()
+                if self._in_flight + len(self._done) < self.calls:
+                    self._in_flight += 1
                     return
-                await asyncio.sleep(self.period_s - (now - self._stamps[0]))
+                changed = self._changed
+                if not self._done:  # every slot in flight: wait for an answer
+                    await changed.wait()
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.period_s - (now - self._done[0])):
+                        await changed.wait()
+
+    def release(self) -> None:
+        """Give back a slot taken by :meth:`acquire`, stamped with the answer time now."""
+        self._in_flight -= 1
+        self._done.append(self._clock())
+        self._changed.set()
+        self._changed = asyncio.Event()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +118,7 @@ class RateLimits:
         orders_per_s: place + modify + cancel together (Kite: 10/s).
         orders_per_min: place + modify + cancel together (Kite: 400/min).
         other_per_s: every other endpoint (Kite: 10/s).
-        slack_s: added to the one-second window of the 1/s and 3/s scopes (jitter margin).
+        slack_s: added to every window (a margin for the server's clock granularity).
     """
 
     quote_per_s: int = 1
@@ -90,7 +126,7 @@ class RateLimits:
     orders_per_s: int = 8
     orders_per_min: int = 360
     other_per_s: int = 8
-    slack_s: float = 0.1
+    slack_s: float = 0.05
 
     def __post_init__(self) -> None:
         for name, value, cap in (
@@ -115,9 +151,9 @@ class RateLimits:
                 Scope.QUOTE: (RateLimiter(self.quote_per_s, window, clock=clock),),
                 Scope.HISTORICAL: (RateLimiter(self.historical_per_s, window, clock=clock),),
                 Scope.ORDERS: (
-                    RateLimiter(self.orders_per_s, 1.0, clock=clock),
-                    RateLimiter(self.orders_per_min, 60.0, clock=clock),
+                    RateLimiter(self.orders_per_s, window, clock=clock),
+                    RateLimiter(self.orders_per_min, 60.0 + self.slack_s, clock=clock),
                 ),
-                Scope.OTHER: (RateLimiter(self.other_per_s, 1.0, clock=clock),),
+                Scope.OTHER: (RateLimiter(self.other_per_s, window, clock=clock),),
             }
         )

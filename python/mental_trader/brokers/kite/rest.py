@@ -20,6 +20,7 @@ redacted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time as _time
@@ -30,7 +31,13 @@ from typing import TYPE_CHECKING, Any, Final, Self
 
 import httpx
 from pydantic import SecretStr
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_fixed,
+    wait_random_exponential,
+)
 
 from mental_trader.brokers.kite import history as _history
 from mental_trader.brokers.kite.errors import (
@@ -134,6 +141,8 @@ class KiteRest:
             since 2026-04-01, and a fixed percentage is wrong for both tight index options
             and wide illiquid ones); ``(0, 100]`` is a custom percentage.
         read_retries: extra attempts of a GET after a retryable failure (0 disables).
+        retry_backoff_s: the shortest wait before a retry; later waits grow exponentially
+            with full jitter, capped at 16 times it.
         clock: the market's now (aware), to drop still-forming candles.
         session_open, session_close: IST session hours (daily candle stamp, last candle).
         transport: an httpx transport to use instead of the network (the lead's tooling);
@@ -153,6 +162,7 @@ class KiteRest:
         limits: RateLimits | None = None,
         market_protection: float = -1,
         read_retries: int = 2,
+        retry_backoff_s: float = 0.25,
         clock: Callable[[], datetime] = _history.utc_now,
         session_open: time = time(9, 15),
         session_close: time = time(15, 30),
@@ -160,8 +170,11 @@ class KiteRest:
     ) -> None:
         if not timeout_s > 0:
             raise InvalidInputError(f"timeout_s must be > 0, got {timeout_s}")
-        if read_retries < 0:
-            raise InvalidInputError(f"read_retries must be >= 0, got {read_retries}")
+        if read_retries < 0 or not retry_backoff_s >= 0:
+            raise InvalidInputError(
+                f"read_retries and retry_backoff_s must be >= 0, got "
+                f"{read_retries} and {retry_backoff_s}"
+            )
         self._api_key = api_key
         self._access_token = access_token or None
         self.base_url = base_url.rstrip("/")
@@ -169,6 +182,7 @@ class KiteRest:
         self.limits = limits or RateLimits()
         self.market_protection = _check_protection(market_protection)
         self.read_retries = read_retries
+        self.retry_backoff_s = retry_backoff_s
         self._clock = clock
         self._session_open = session_open
         self._session_close = session_close
@@ -266,17 +280,19 @@ class KiteRest:
             if self._access_token is None:
                 raise KiteTokenError("no access token: log in to Kite first")
             headers["Authorization"] = f"token {self._api_key}:{self._access_token}"
-        for limiter in self._limiters[scope]:
-            await limiter.acquire()
         started = _time.perf_counter()
         try:
-            response = await self._client.request(
-                method,
-                path,
-                params=list(params) if params is not None else None,
-                data=data,
-                headers=headers,
-            )
+            async with contextlib.AsyncExitStack() as slots:
+                for limiter in self._limiters[scope]:
+                    await slots.enter_async_context(limiter.slot())
+                started = _time.perf_counter()
+                response = await self._client.request(
+                    method,
+                    path,
+                    params=list(params) if params is not None else None,
+                    data=data,
+                    headers=headers,
+                )
         except httpx.TransportError as exc:
             kind = type(exc).__name__
             log.warning("kite %s %s failed: %s", method, path, kind)
@@ -320,7 +336,11 @@ class KiteRest:
         """GET with bounded retries; the envelope's data (or the 200 response if ``raw``)."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(1 + self.read_retries),
-            wait=wait_exponential_jitter(initial=0.5, max=4.0),
+            # A floor, so a 429 is not retried into the same window; then jittered backoff.
+            wait=wait_fixed(self.retry_backoff_s)
+            + wait_random_exponential(
+                multiplier=2 * self.retry_backoff_s, max=16 * self.retry_backoff_s
+            ),
             retry=retry_if_exception(lambda e: isinstance(e, KiteError) and e.retryable),
             reraise=True,
         )
