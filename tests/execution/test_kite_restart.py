@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from mental_trader.execution.charges import ChargesTable
-from mental_trader.execution.live import NOT_PLACED
+from mental_trader.execution.kite_state import NOT_PLACED
 from mental_trader.execution.reconcile import reconcile
 from mental_trader.models import TERMINAL_ORDER_STATUSES, OrderStatus, TradeStatus
 from mental_trader.storage import open_store

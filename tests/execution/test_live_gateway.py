@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from mental_trader.errors import BrokerError
-from mental_trader.execution.live import NOT_PLACED, KiteGateway, Slice, fold, kite_status
+from mental_trader.execution.kite_state import NOT_PLACED, Slice, fold, kite_status
+from mental_trader.execution.live import KiteGateway
 from mental_trader.models import Fill, OrderStatus, OrderUpdate, Side
 
 from ._kite import WallClock, fake_kite, intent, live_rig, rest_for

@@ -10,7 +10,7 @@ import pytest
 
 from mental_trader.brokers.kite.rest import KiteRest
 from mental_trader.execution.charges import ChargesTable
-from mental_trader.execution.live import NOT_PLACED
+from mental_trader.execution.kite_state import NOT_PLACED
 from mental_trader.execution.reconcile import ReconcileError, reconcile
 from mental_trader.models import OrderIntent, OrderStatus, OrderUpdate, Side, TradeStatus
 from mental_trader.storage import Store
