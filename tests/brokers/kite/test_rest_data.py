@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import SecretStr
 
 from mental_trader.brokers.kite.errors import (
     KiteInputError,
@@ -21,6 +22,7 @@ from mental_trader.brokers.kite.errors import (
 from mental_trader.brokers.kite.rest import KiteRest
 from mental_trader.brokers.kite.session import TokenStore, login_url
 from mental_trader.calendar import IST
+from mental_trader.config import Settings
 from mental_trader.errors import AuthError, BrokerError, InvalidInputError
 from mental_trader.storage.base import CANDLE_COLUMNS, dt_to_ns
 from mental_trader.testing.fake_kite import FakeKite
@@ -281,3 +283,18 @@ async def test_burst_never_exceeds_the_limits(kite: KiteRest, fake_kite: FakeKit
     assert fake_kite.rates.max_in_window("quote") <= 1
     assert fake_kite.rates.max_in_window("historical") <= 3
     assert fake_kite.rates.max_in_window("others") <= 8
+
+
+async def test_from_settings(fake_kite: FakeKite) -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        broker="kite",
+        broker_api_key=SecretStr(fake_kite.api_key),
+        broker_api_secret=SecretStr("fake_api_secret"),
+        broker_access_token=SecretStr(fake_kite.access_token),
+        broker_rest_url=fake_kite.rest_url,  # plain http is accepted on loopback only
+    )
+    async with KiteRest.from_settings(settings, timeout_s=3.0) as client:
+        assert client.timeout_s == 3.0
+        assert (await client.margins())["equity"].net > 0
+        assert fake_kite.access_token not in repr(client)
