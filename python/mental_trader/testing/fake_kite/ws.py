@@ -156,14 +156,25 @@ class WsHub:
         return None
 
     async def _ticker(self, client: _Client) -> None:
-        last_sent = time.monotonic()
+        last_sent = next_pass = time.monotonic()
         while True:
+            # wake for a pass, a subscription change, or a heartbeat that falls due
+            due = min(next_pass, last_sent + _HEARTBEAT_S) - time.monotonic()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.frame_real_s):
+                async with asyncio.timeout(max(due, 0.0)):
                     await client.wake.wait()
-            client.wake.clear()
             if self.fake.faults.ws_silent:
+                client.wake.clear()  # nothing at all goes out; look again a pass later
+                last_sent = time.monotonic()
+                next_pass = last_sent + self.frame_real_s
                 continue
+            if not client.wake.is_set() and time.monotonic() < next_pass:
+                if time.monotonic() - last_sent >= _HEARTBEAT_S:
+                    await client.conn.send(HEARTBEAT)
+                    last_sent = time.monotonic()
+                continue
+            client.wake.clear()
+            next_pass = time.monotonic() + self.frame_real_s
             now_ns = self.fake.now_ns()
             dirty, client.dirty = client.dirty, set()
             modes = dict(client.modes)
