@@ -49,6 +49,13 @@ from mental_trader.brokers.kite.errors import (
     error_from_response,
 )
 from mental_trader.brokers.kite.instruments import parse_instruments
+from mental_trader.brokers.kite.orderform import (
+    check_protection,
+    check_variety,
+    modify_form,
+    place_form,
+    validate_tag,
+)
 from mental_trader.brokers.kite.payloads import (
     KiteMargins,
     KiteOhlc,
@@ -81,44 +88,7 @@ DEFAULT_TIMEOUT_S: Final = 7.0
 QUOTE_BATCH: Final = 500
 LTP_BATCH: Final = 1000
 
-_TAG = re.compile(r"[A-Za-z0-9]{1,20}")
 _SYMBOL = re.compile(r"[A-Z0-9_]+:\S.*")
-_VARIETIES = frozenset({"regular", "amo", "co", "iceberg", "auction"})
-_SIDES = frozenset({"BUY", "SELL"})
-_ORDER_TYPES = frozenset({"MARKET", "LIMIT", "SL", "SL-M"})
-_PRODUCTS = frozenset({"CNC", "NRML", "MIS", "MTF", "CO"})
-_VALIDITIES = frozenset({"DAY", "IOC", "TTL"})
-#: Order types that Kite (since 2026-04-01) rejects without market protection.
-_PROTECTED = frozenset({"MARKET", "SL-M"})
-
-
-def validate_tag(tag: str) -> str:
-    """Return ``tag`` if Kite accepts it as an order tag (1-20 ASCII letters/digits).
-
-    Raises:
-        InvalidInputError: otherwise.
-    """
-    if not isinstance(tag, str) or not _TAG.fullmatch(tag):
-        raise InvalidInputError(f"order tag must be 1-20 ASCII letters or digits, got {tag!r}")
-    return tag
-
-
-def _check_protection(value: float) -> float:
-    if value != -1 and not 0 < value <= 100:
-        raise InvalidInputError(
-            f"market_protection must be -1 (automatic) or in (0, 100] percent, got {value}"
-        )
-    return value
-
-
-def _num(value: float) -> str:
-    return f"{int(value)}" if float(value).is_integer() else repr(float(value))
-
-
-def _choice(value: str, allowed: frozenset[str], what: str) -> str:
-    if value not in allowed:
-        raise InvalidInputError(f"{what} must be one of {sorted(allowed)}, got {value!r}")
-    return value
 
 
 def _ambiguous_transport(exc: httpx.TransportError) -> bool:
@@ -180,7 +150,7 @@ class KiteRest:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.limits = limits or RateLimits()
-        self.market_protection = _check_protection(market_protection)
+        self.market_protection = check_protection(market_protection)
         self.read_retries = read_retries
         self.retry_backoff_s = retry_backoff_s
         self._clock = clock
@@ -565,30 +535,23 @@ class KiteRest:
             KiteError: refused (e.g. KiteInputError, KiteMarginError, KiteRateLimitError,
                 KiteTokenError): no order was created.
         """
-        form = {
-            "tradingsymbol": tradingsymbol,
-            "exchange": exchange,
-            "transaction_type": _choice(transaction_type, _SIDES, "transaction_type"),
-            "order_type": _choice(order_type, _ORDER_TYPES, "order_type"),
-            "product": _choice(product, _PRODUCTS, "product"),
-            "validity": _choice(validity, _VALIDITIES, "validity"),
-            "tag": validate_tag(tag),
-        }
-        _choice(variety, _VARIETIES, "variety")
-        if not exchange or not tradingsymbol:
-            raise InvalidInputError("exchange and tradingsymbol are required")
-        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
-            raise InvalidInputError(f"quantity must be a positive int, got {quantity!r}")
-        form["quantity"] = str(quantity)
-        form.update(self._prices(order_type, price, trigger_price, market_protection))
-        if validity == "TTL":
-            if not validity_ttl or validity_ttl <= 0:
-                raise InvalidInputError("validity TTL needs validity_ttl minutes > 0")
-            form["validity_ttl"] = str(validity_ttl)
-        if disclosed_quantity:
-            form["disclosed_quantity"] = str(disclosed_quantity)
-        if freeze_qty is not None and freeze_qty > 0 and quantity > freeze_qty:
-            form["autoslice"] = "true"
+        check_variety(variety)
+        form = place_form(
+            tag=tag,
+            exchange=exchange,
+            tradingsymbol=tradingsymbol,
+            transaction_type=transaction_type,
+            order_type=order_type,
+            quantity=quantity,
+            product=product,
+            price=price,
+            trigger_price=trigger_price,
+            validity=validity,
+            validity_ttl=validity_ttl,
+            disclosed_quantity=disclosed_quantity,
+            market_protection=self._protection(market_protection),
+            freeze_qty=freeze_qty,
+        )
         data = await self._write("POST", f"/orders/{variety}", Scope.ORDERS, data=form)
         try:
             result = PlaceResult.from_json(data)
@@ -597,26 +560,8 @@ class KiteRest:
         log.info("kite order %s placed (tag %s)", result.order_id, tag)
         return result
 
-    def _prices(
-        self,
-        order_type: str,
-        price: float | None,
-        trigger_price: float | None,
-        market_protection: float | None,
-    ) -> dict[str, str]:
-        form: dict[str, str] = {}
-        if order_type in ("LIMIT", "SL"):
-            if price is None or not price > 0:
-                raise InvalidInputError(f"{order_type} order needs price > 0, got {price}")
-            form["price"] = _num(price)
-        if order_type in ("SL", "SL-M"):
-            if trigger_price is None or not trigger_price > 0:
-                raise InvalidInputError(f"{order_type} order needs trigger_price > 0")
-            form["trigger_price"] = _num(trigger_price)
-        if order_type in _PROTECTED:
-            mp = self.market_protection if market_protection is None else market_protection
-            form["market_protection"] = _num(_check_protection(mp))
-        return form
+    def _protection(self, market_protection: float | None) -> float:
+        return self.market_protection if market_protection is None else market_protection
 
     async def modify_order(
         self,
@@ -642,25 +587,16 @@ class KiteRest:
             InvalidInputError: a bad field. KiteOrderUnknownError: outcome unknown (read
             the order's history). KiteError: refused, order unchanged.
         """
-        _choice(variety, _VARIETIES, "variety")
-        form: dict[str, str] = {}
-        if order_type is not None:
-            form["order_type"] = _choice(order_type, _ORDER_TYPES, "order_type")
-            if order_type in _PROTECTED:
-                mp = self.market_protection if market_protection is None else market_protection
-                form["market_protection"] = _num(_check_protection(mp))
-        if quantity is not None:
-            if isinstance(quantity, bool) or quantity <= 0:
-                raise InvalidInputError(f"quantity must be a positive int, got {quantity!r}")
-            form["quantity"] = str(quantity)
-        if price is not None:
-            form["price"] = _num(price)
-        if trigger_price is not None:
-            form["trigger_price"] = _num(trigger_price)
-        if disclosed_quantity is not None:
-            form["disclosed_quantity"] = str(disclosed_quantity)
-        if validity is not None:
-            form["validity"] = _choice(validity, _VALIDITIES, "validity")
+        check_variety(variety)
+        form = modify_form(
+            order_type=order_type,
+            quantity=quantity,
+            price=price,
+            trigger_price=trigger_price,
+            disclosed_quantity=disclosed_quantity,
+            validity=validity,
+            market_protection=self._protection(market_protection),
+        )
         path = f"/orders/{variety}/{order_id}"
         data = await self._write("PUT", path, Scope.ORDERS, data=form)
         return str(data.get("order_id", order_id)) if isinstance(data, dict) else str(order_id)
@@ -674,7 +610,7 @@ class KiteRest:
             KiteOrderUnknownError: outcome unknown (read the order's history).
             KiteError: refused (e.g. already complete).
         """
-        _choice(variety, _VARIETIES, "variety")
+        check_variety(variety)
         params = [("parent_order_id", parent_order_id)] if parent_order_id else None
         path = f"/orders/{variety}/{order_id}"
         data = await self._write("DELETE", path, Scope.ORDERS, params=params)
@@ -720,7 +656,8 @@ class KiteRest:
         """Funds and margins by segment (``GET /user/margins[/{segment}]``), keyed
         ``"equity"`` / ``"commodity"``."""
         if segment is not None:
-            _choice(segment, frozenset({"equity", "commodity"}), "segment")
+            if segment not in ("equity", "commodity"):
+                raise InvalidInputError(f"segment must be equity or commodity, got {segment!r}")
             data = await self._read(f"/user/margins/{segment}", Scope.OTHER)
             return {segment: KiteMargins.from_json(data)}
         data = await self._read("/user/margins", Scope.OTHER)
