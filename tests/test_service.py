@@ -661,11 +661,13 @@ async def test_api_over_the_running_service(api_service: DualTimeframeService) -
         assert health.status_code == 200
         assert health.json()["engine_running"] is False
 
-        # every endpoint but /health (and the docs) needs the token
+        # every endpoint but /health and Kite's login redirect (and the docs) needs the token
         paths = app.openapi()["paths"]
         assert {"/candles/{symbol}", "/control/start", "/status", "/config"} <= set(paths)
+        callback = await anon.get("/kite/callback", params={"request_token": "abc123"})
+        assert callback.status_code == 404  # public, and the sim has no login
         for path, operations in paths.items():
-            if path == "/health":
+            if path in ("/health", "/kite/callback"):
                 continue
             url = path.replace("{symbol}", "NSE:INFY")
             for method in operations:

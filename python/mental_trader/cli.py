@@ -5,6 +5,7 @@ Commands:
     run             the trading engine alone (headless)
     db upgrade      apply pending database migrations and show the schema version
     backfill        load recent sessions of candles from the broker into the store
+    kite login      print the Kite login URL (or exchange a request token given with it)
 
 The settings are built once here, from
 the environment and ``.env``, and passed down. Exit status: 0 success, 1 failure (a
@@ -21,12 +22,13 @@ import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from typing import Any
 
 from mental_trader.backfill import backfill
 from mental_trader.brokers.sim import SimBroker
 from mental_trader.calendar import IST, TradingCalendar
 from mental_trader.config import Settings, load_settings, parse_timeframe
-from mental_trader.errors import ConfigError, InvalidInputError, StorageError
+from mental_trader.errors import BrokerError, ConfigError, InvalidInputError, StorageError
 from mental_trader.storage.base import dt_to_ns, open_store
 
 __all__ = ["build_parser", "main"]
@@ -123,6 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--start", type=_start, default=None, help=argparse.SUPPRESS)
     serve.set_defaults(handler=_serve)
 
+    kite = commands.add_parser("kite", help="Zerodha Kite Connect: the daily login")
+    kite_commands = kite.add_subparsers(dest="kite_command", required=True, metavar="ACTION")
+    login = kite_commands.add_parser(
+        "login",
+        help="print the login URL; with --request-token, exchange it for today's session",
+    )
+    login.add_argument(
+        "--request-token",
+        default=None,
+        help="the request_token Kite's redirect carried (when the API is not running)",
+    )
+    login.set_defaults(handler=_kite_login)
+
     run = commands.add_parser("run", help="run the engine without the API (headless)")
     run.add_argument(
         "--speed", type=_speed, default=None, help="sim clock speed (default SIM_SPEED, 1)"
@@ -200,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(settings, args)
     except StorageError as exc:
         return _fail(f"storage error: {exc}")
+    except BrokerError as exc:
+        return _fail(f"broker error: {exc}")
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
 
@@ -234,9 +251,43 @@ def _calendar(settings: Settings) -> TradingCalendar:
     )
 
 
+def _kite_login(settings: Settings, args: argparse.Namespace) -> int:
+    from mental_trader.brokers.kite.broker import KiteBroker
+    from mental_trader.brokers.kite.session import TokenStore, login_url
+
+    if settings.broker_api_key is None:
+        return _fail("Kite login needs BROKER_API_KEY (and BROKER_API_SECRET)", _EXIT_USAGE)
+    api_key = settings.broker_api_key.get_secret_value()
+    if args.request_token is None:
+        state = TokenStore.in_dir(settings.data_dir).state(datetime.now(IST))
+        _say(f"Kite session: {state.status.value}")
+        _say(f"1. Open {login_url(api_key)} and log in (2FA).")
+        _say(
+            "2. Kite redirects to your app's redirect URL. Set it to "
+            f"http://{settings.api_host}:{settings.api_port}/kite/callback in the Kite "
+            "developer console and keep `serve` running: the API stores the session."
+        )
+        _say(
+            "   Without the API: copy request_token=... from the redirect's address and "
+            "run `python -m mental_trader kite login --request-token <token>`."
+        )
+        return 0
+
+    async def exchange() -> int:
+        from mental_trader.brokers.kite.venue import KiteVenue
+
+        try:
+            async with KiteBroker.from_settings(settings) as broker:
+                expires = await KiteVenue(settings, broker).login(args.request_token)
+        except (BrokerError, InvalidInputError) as exc:
+            return _fail(f"Kite login failed: {exc}")
+        _say(f"Kite session stored in {settings.data_dir}; valid until {expires.isoformat()}")
+        return 0
+
+    return asyncio.run(exchange())
+
+
 def _backfill(settings: Settings, args: argparse.Namespace) -> int:
-    if settings.broker != "sim":
-        return _fail(f"backfill from BROKER={settings.broker} is not available yet", _EXIT_USAGE)
     try:
         store = open_store(settings.database_url)
     except InvalidInputError as exc:
@@ -245,7 +296,7 @@ def _backfill(settings: Settings, args: argparse.Namespace) -> int:
     symbols: tuple[str, ...] = args.symbols or settings.watchlist
 
     async def run() -> int:
-        async with store, SimBroker.from_settings(settings, calendar=calendar) as broker:
+        async with store, _history_broker(settings, calendar) as broker:
             await store.migrate()
             report = await backfill(
                 store,
@@ -260,6 +311,18 @@ def _backfill(settings: Settings, args: argparse.Namespace) -> int:
         return 0 if report.ok else _EXIT_FAILED
 
     return asyncio.run(run())
+
+
+def _history_broker(settings: Settings, calendar: TradingCalendar) -> Any:
+    """The broker to read candles from: the sim, or Kite with the stored session."""
+    if settings.broker == "sim":
+        return SimBroker.from_settings(settings, calendar=calendar)
+    from mental_trader.brokers.kite.broker import KiteBroker
+    from mental_trader.brokers.kite.venue import KiteVenue
+
+    broker = KiteBroker.from_settings(settings)
+    KiteVenue(settings, broker).require_session()
+    return broker
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:

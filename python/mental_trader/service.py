@@ -24,9 +24,9 @@ import math
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, MutableMapping, Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from mental_trader.api.metrics import Metrics
 from mental_trader.backfill import backfill
@@ -34,7 +34,8 @@ from mental_trader.brokers.base import Broker, Feed
 from mental_trader.calendar import IST, TradingCalendar, ist_date
 from mental_trader.config import Settings
 from mental_trader.core import BarEvent, Engine
-from mental_trader.execution import ChargesTable, Executor, PaperGateway
+from mental_trader.errors import InvalidInputError
+from mental_trader.execution import ChargesTable, Executor, OrderGateway, PaperGateway
 from mental_trader.models import EmaStateRow, Event, Instrument, Side
 from mental_trader.notify import Notifier
 from mental_trader.options.desk import (
@@ -51,7 +52,7 @@ from mental_trader.storage.base import Candles, ns_to_dt
 from mental_trader.strategy import PositionView, Signal, Strategy
 from mental_trader.strategy.registry import strategy_for_mode
 
-__all__ = ["DualTimeframeService", "ServiceClock"]
+__all__ = ["DualTimeframeService", "ServiceClock", "Venue"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,45 @@ class _SymbolState:
     view: PositionView | None = None
 
 
+class Venue(Protocol):
+    """A real broker's session and order gateway (see ``brokers.kite.venue.KiteVenue``).
+
+    Without one the service trades on paper against its broker's prices (the sim).
+    """
+
+    def session_state(self) -> str:
+        """The broker session as ``/health`` shows it (no secret)."""
+        ...
+
+    def require_session(self) -> None:
+        """Raise :class:`~mental_trader.errors.AuthError` unless the session is live."""
+        ...
+
+    async def open_gateway(
+        self,
+        store: Store,
+        *,
+        instruments: MutableMapping[str, Instrument],
+        charges: ChargesTable,
+        clock: ServiceClock,
+    ) -> OrderGateway:
+        """The order gateway (live: after reconciling the store with the broker)."""
+        ...
+
+    def tasks(self) -> list[Coroutine[Any, Any, None]]:
+        """Coroutines to run beside the engine while it trades."""
+        ...
+
+    async def login(self, request_token: str) -> datetime:
+        """Exchange a login's request token for a new session; its expiry."""
+        ...
+
+    @property
+    def login_url(self) -> str:
+        """Where the user logs in."""
+        ...
+
+
 class DualTimeframeService:
     """The live trading loop on a primary and a confirm timeframe (see the module docstring).
 
@@ -107,6 +147,8 @@ class DualTimeframeService:
         strategy: the strategy (default: the one MODE names).
         options_timing: how often the options desk marks and refreshes chains (default:
             for a real-time clock).
+        venue: a real broker's session and order gateway (None: paper on the broker's
+            prices).
     """
 
     def __init__(
@@ -121,8 +163,10 @@ class DualTimeframeService:
         market_now: Callable[[], datetime] | None = None,
         strategy: Strategy | None = None,
         options_timing: DeskTiming | None = None,
+        venue: Venue | None = None,
     ) -> None:
         self._settings = settings
+        self.venue = venue
         self._store = store
         self.broker = broker
         self.calendar = calendar
@@ -136,7 +180,7 @@ class DualTimeframeService:
         self.engine = self._new_engine()
         self.charges = ChargesTable.load(settings.charges_file)
         self.risk = RiskManager(settings, self.clock)
-        self.gateway: PaperGateway | None = None
+        self.gateway: OrderGateway | None = None
         self.executor: Executor | None = None
         #: The options layer (OPTIONS_ENABLED), made when the loop starts.
         self.options: OptionsDesk | None = None
@@ -196,7 +240,8 @@ class DualTimeframeService:
             if task is None:
                 return False
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A loop that failed already logged it and set last_error: stopping succeeds.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
             await self.writer.flush(10.0)
             return True
@@ -238,7 +283,7 @@ class DualTimeframeService:
             "feed": {"state": self._feed_state, "symbols": len(self.symbols)},
             "last_tick_age_s": age,
             "db": db,
-            "broker_session": "n/a (sim)" if self.settings.broker == "sim" else "unknown",
+            "broker_session": ("n/a (sim)" if self.venue is None else self.venue.session_state()),
             "loop_lag_ms": lag.p99_ms,
             "engine_running": self.running,
         }
@@ -414,11 +459,11 @@ class DualTimeframeService:
             self.strategy.reset()
             self._signals = asyncio.Queue()
             self._feed = None
+            if self.venue is not None:
+                self.venue.require_session()  # before any call a dead token would fail
             await self._resolve()
             await self._warm_up()
-            self.gateway = PaperGateway.from_settings(
-                self.settings, self.charges, self.clock, instruments=self._instruments
-            )
+            self.gateway = await self._open_gateway()
             self.executor = Executor(
                 self.store,
                 self.gateway,
@@ -443,6 +488,8 @@ class DualTimeframeService:
                 group.create_task(self._clock_loop(), name="bar-clock")
                 if self.options is not None:
                     group.create_task(self.options.run(), name="options")
+                for task in self.venue.tasks() if self.venue is not None else ():
+                    group.create_task(task, name="venue")
         except asyncio.CancelledError:
             self._feed_state = "stopped"
             raise
@@ -452,6 +499,43 @@ class DualTimeframeService:
             log.exception("trading loop failed")
             self._event("error", f"trading loop failed: {self.last_error}", level="ERROR")
             raise
+
+    async def _open_gateway(self) -> OrderGateway:
+        if self.venue is None:
+            return PaperGateway.from_settings(
+                self.settings, self.charges, self.clock, instruments=self._instruments
+            )
+        return await self.venue.open_gateway(
+            self.store, instruments=self._instruments, charges=self.charges, clock=self.clock
+        )
+
+    def session_lost(self, message: str) -> None:
+        """The broker refused our session: no new entries, one alert asking for a login.
+
+        Nothing is sent to the broker (no flatten): every order would be refused with the
+        same dead token, so open positions wait for the new login.
+        """
+        self.risk.halt(message)
+        log.error("%s", message)
+        self._notify("alert", {"message": message})
+        self._event("session", message, level="ERROR")
+
+    async def broker_login(self, request_token: str) -> dict[str, Any]:
+        """Log in to the broker with a login's request token (the API's callback route).
+
+        Raises:
+            InvalidInputError: this service has no broker session (the sim).
+            BrokerError: the broker refused the request token.
+        """
+        if self.venue is None:
+            raise InvalidInputError(f"BROKER={self.settings.broker} has no login")
+        expires = await self.venue.login(request_token)
+        self._event("session", f"broker login: session valid until {expires.isoformat()}")
+        return {"session": self.venue.session_state(), "expires_at": expires.isoformat()}
+
+    def broker_login_url(self) -> str | None:
+        """Where the user logs in to the broker (None for the sim)."""
+        return None if self.venue is None else self.venue.login_url
 
     async def _tick_loop(self) -> None:
         feed = await self.broker.subscribe(self.symbols, resume_from_ns=self._resume_ns)

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from mental_trader.api import Metrics, create_app
 from mental_trader.config import Settings, load_settings
+from mental_trader.errors import InvalidInputError
 from mental_trader.models import Fill, OptionTrade, OrderIntent, Side, SignalRecord, Trade
 from mental_trader.storage import Store, open_store
 
@@ -135,6 +136,12 @@ class FakeService:
         if self.fail is not None:
             raise self.fail
         self.flattens.append(reason)
+
+    def broker_login_url(self) -> str | None:
+        return None
+
+    async def broker_login(self, request_token: str) -> dict[str, Any]:
+        raise InvalidInputError("BROKER=sim has no login")
 
 
 async def seed(store: Store) -> None:

@@ -45,8 +45,10 @@ async def test_root_describes_the_system_and_lists_endpoints(client: httpx.Async
     assert [p for p, e in endpoints.items() if not e["auth"]] == [
         "/docs",
         "/health",
+        "/kite/callback",
         "/openapi.json",
     ]
+    assert endpoints["/broker/login"]["auth"]
     assert endpoints["/control/halt"]["methods"] == ["POST"]
 
 

@@ -53,7 +53,8 @@ _RETRY_AFTER_S = "5"
 _DESCRIPTION = """\
 Control and monitoring of the Mental Trader service.
 
-**Authentication:** every endpoint except `/health` needs `Authorization: Bearer <token>`:
+**Authentication:** every endpoint except `/health` and `/kite/callback` (Kite's login
+redirect) needs `Authorization: Bearer <token>`:
 `API_TOKEN`, or the token generated in `<DATA_DIR>/api_token` (printed once at first start).
 This documentation (`/docs`, `/openapi.json`) is open: it describes the API and holds no data.
 """

@@ -1,7 +1,8 @@
 """API authentication: the bearer token, where it comes from, and where the API may bind.
 
-Every endpoint except ``/health`` (and the documentation pages ``/docs`` and
-``/openapi.json``, which hold no data) requires ``Authorization: Bearer <token>``.
+Every endpoint except ``/health``, ``/kite/callback`` (Kite's login redirect, which
+cannot carry our token) and the documentation pages ``/docs`` and ``/openapi.json``
+(which hold no data) requires ``Authorization: Bearer <token>``.
 
 The token is ``API_TOKEN`` when set. Otherwise, like Jupyter, the service makes one:
 :func:`resolve_api_token` generates it on the first start, keeps it in

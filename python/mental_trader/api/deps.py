@@ -103,6 +103,20 @@ class ServiceApi(Protocol):
     async def flatten(self, reason: str) -> None:
         """Cancel open orders and close every position, recording ``reason``."""
 
+    def broker_login_url(self) -> str | None:
+        """Where the user logs in to the broker (None: the broker needs no login)."""
+
+    async def broker_login(self, request_token: str) -> dict[str, Any]:
+        """Exchange a login's request token for a broker session.
+
+        Returns:
+            ``{"session": str, "expires_at": ISO str}``.
+
+        Raises:
+            InvalidInputError: the broker needs no login.
+            BrokerError: the broker refused the request token.
+        """
+
 
 @dataclass(frozen=True, slots=True)
 class ApiContext:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from mental_trader.api.routes import (
+    broker,
     candles,
     config,
     control,
@@ -24,7 +25,7 @@ from mental_trader.api.routes import (
 
 __all__ = ["PROTECTED_ROUTERS", "PUBLIC_ROUTERS"]
 
-PUBLIC_ROUTERS: tuple[APIRouter, ...] = (health.router,)
+PUBLIC_ROUTERS: tuple[APIRouter, ...] = (health.router, broker.callback_router)
 PROTECTED_ROUTERS: tuple[APIRouter, ...] = (
     info.router,
     status.router,
@@ -37,4 +38,5 @@ PROTECTED_ROUTERS: tuple[APIRouter, ...] = (
     options.router,
     candles.router,
     metrics.router,
+    broker.router,
 )

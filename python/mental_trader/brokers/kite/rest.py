@@ -164,6 +164,9 @@ class KiteRest:
             transport=transport,
         )
         self._closed = False
+        #: Called with each :class:`KiteTokenError` Kite answers a data or order call with
+        #: (not a login's): the session is dead until the user logs in again.
+        self.on_token_error: Callable[[KiteTokenError], None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> KiteRest:
@@ -315,12 +318,16 @@ class KiteRest:
             reraise=True,
         )
         secrets = self._secrets()
-        async for attempt in retrying:
-            with attempt:
-                response = await self._send("GET", path, scope, params=params)
-                if raw and response.status_code == 200:
-                    return response
-                return self._unwrap(response, secrets)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    response = await self._send("GET", path, scope, params=params)
+                    if raw and response.status_code == 200:
+                        return response
+                    return self._unwrap(response, secrets)
+        except KiteTokenError as exc:
+            self._token_refused(exc)
+            raise
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _write(
@@ -338,12 +345,23 @@ class KiteRest:
             response = await self._send(method, path, scope, data=data, params=params)
             return self._unwrap(response, secrets)
         except KiteError as exc:
+            if isinstance(exc, KiteTokenError):
+                self._token_refused(exc)
             if not exc.ambiguous:
                 raise
             log.warning("kite %s %s outcome unknown: %s", method, path, exc)
             raise KiteOrderUnknownError(
                 exc.message, status=exc.status, error_type=exc.error_type
             ) from exc
+
+    def _token_refused(self, exc: KiteTokenError) -> None:
+        """Tell :attr:`on_token_error` that Kite refused the session token (HTTP 403)."""
+        if exc.status is None or self.on_token_error is None:
+            return  # no token was sent: nothing was refused
+        try:
+            self.on_token_error(exc)
+        except Exception:
+            log.exception("kite: the token error handler failed")
 
     # ------------------------------------------------------------------ session
 

@@ -1,0 +1,136 @@
+"""The Kite session in the service: login through the API's callback route, the token file,
+/health's session state, and a dead token halting trading once (fake Kite on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import stat
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mental_trader.api import create_app
+from mental_trader.brokers.kite.broker import KiteBroker
+from mental_trader.brokers.kite.session import TOKEN_FILE
+from mental_trader.brokers.kite.venue import KiteVenue
+from mental_trader.config import Settings, load_settings
+from mental_trader.errors import AuthError
+from mental_trader.risk import TradingState
+from mental_trader.runtime import open_service
+from mental_trader.service import DualTimeframeService
+from mental_trader.testing.fake_kite import FakeKite
+
+Factory = Callable[..., AbstractAsyncContextManager[FakeKite]]
+API_TOKEN = "venue-test-token-0123456789abcdef"
+
+
+def kite_settings(fake: FakeKite, tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "_env_file": None,
+        "broker": "kite",
+        "broker_api_key": fake.api_key,
+        "broker_api_secret": "fake_api_secret",
+        "broker_rest_url": fake.rest_url,
+        "broker_ws_url": fake.ws_url,
+        "data_dir": tmp_path,
+        "watchlist": "INFY,RELIANCE",
+        "api_token": API_TOKEN,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@pytest.fixture
+async def kite_service(fake_kite: FakeKite, tmp_path: Path) -> AsyncIterator[DualTimeframeService]:
+    settings = kite_settings(fake_kite, tmp_path)
+    async with open_service(settings, market_now=fake_kite.now) as service:
+        yield service
+
+
+async def test_without_a_session_the_service_asks_for_a_login(
+    kite_service: DualTimeframeService,
+) -> None:
+    health = kite_service.health()
+    assert health["broker_session"].startswith("missing: log in")
+    assert "kite login" in health["broker_session"]
+    await kite_service.start()
+    task = kite_service._task
+    assert task is not None
+    with pytest.raises(AuthError):
+        await asyncio.wait_for(task, 10)
+    assert "log in" in kite_service.last_error
+    assert kite_service.health()["status"] == "down"
+
+
+async def test_callback_route_logs_in_and_stores_the_token_owner_only(
+    fake_kite: FakeKite, kite_service: DualTimeframeService, tmp_path: Path
+) -> None:
+    app = create_app(kite_service.settings, kite_service)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as anon:
+        bad = await anon.get("/kite/callback", params={"request_token": "nosuchtoken1"})
+        assert bad.status_code == 502
+        failed = await anon.get(
+            "/kite/callback", params={"request_token": "abc", "status": "cancelled"}
+        )
+        assert failed.status_code == 400
+        request_token = fake_kite.issue_request_token()
+        ok = await anon.get("/kite/callback", params={"request_token": request_token})
+        assert ok.status_code == 200, ok.text
+        body = ok.json()
+        assert body["session"].startswith("logged_in until")
+        assert body["expires_at"].endswith("+05:30")
+        again = await anon.get("/kite/callback", params={"request_token": request_token})
+        assert again.status_code == 502  # single use
+        url = await anon.get("/broker/login", headers={"Authorization": f"Bearer {API_TOKEN}"})
+        assert url.json()["login_url"].startswith("https://kite.zerodha.com/connect/login")
+    path = tmp_path / TOKEN_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    token = kite_service.venue.broker.rest.access_token  # type: ignore[union-attr]
+    assert token is not None
+    assert fake_kite.token_ok(fake_kite.api_key, token)
+    assert kite_service.health()["broker_session"].startswith("logged_in")
+
+
+async def test_a_stored_session_is_used_on_the_next_start(
+    fake_kite: FakeKite, tmp_path: Path
+) -> None:
+    settings = kite_settings(fake_kite, tmp_path)
+    async with KiteBroker.from_settings(settings, now=fake_kite.now) as broker:
+        await KiteVenue(settings, broker).login(fake_kite.issue_request_token())
+    async with KiteBroker.from_settings(settings, now=fake_kite.now) as broker:
+        venue = KiteVenue(settings, broker)
+        venue.require_session()
+        assert len(await broker.instruments()) > 3
+
+
+async def test_a_refused_token_halts_trading_and_alerts_once(
+    fake_kite: FakeKite, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = kite_settings(fake_kite, tmp_path, broker_access_token=fake_kite.access_token)
+    caplog.set_level(logging.DEBUG)
+    async with open_service(settings, market_now=fake_kite.now) as service:
+        venue = service.venue
+        assert isinstance(venue, KiteVenue)
+        venue.require_session()
+        fake_kite.faults.token_expired = True
+        for _ in range(3):
+            with pytest.raises(AuthError):
+                await venue.broker.ltp(["NSE:INFY"])
+        assert service.risk.state is TradingState.HALTED
+        assert "log in" in service.risk.state_reason
+        assert service.health()["broker_session"].startswith("expired")
+        with pytest.raises(AuthError):
+            venue.require_session()
+        alerts = [
+            r
+            for r in caplog.records
+            if r.name == "mental_trader.service" and "Kite session lost" in r.getMessage()
+        ]
+        assert len(alerts) == 1
+    assert fake_kite.access_token not in caplog.text
