@@ -27,6 +27,7 @@ from mental_trader.calendar import IST
 from mental_trader.errors import InvalidInputError, StorageError
 from mental_trader.execution.charges import ChargesTable, segment_for
 from mental_trader.execution.orders import OrderRole, WorkingOrder, instrument_for, opposite
+from mental_trader.execution.repair import replay
 from mental_trader.models import (
     Fill,
     Instrument,
@@ -35,14 +36,13 @@ from mental_trader.models import (
     Position,
     Side,
     Trade,
-    TradeStatus,
 )
 
 if TYPE_CHECKING:
     from mental_trader.risk import RiskManager
     from mental_trader.storage.base import Store
 
-__all__ = ["Ledger", "OpenPosition", "SymbolBook", "WriteSpool"]
+__all__ = ["Ledger", "OpenPosition", "OrderCharges", "SymbolBook", "WriteSpool"]
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,16 @@ def is_option(instrument: Instrument) -> bool:
 
 @dataclass(slots=True)
 class OpenPosition:
-    """A position opened by one entry fill (a round trip whose id is the entry client id).
+    """A round trip in progress (its id is the entry's client id), built fill by fill.
 
-    ``exit_charges_est`` is the exit leg's charges at the entry price, so the marked P&L
-    is net of both legs without pricing charges on every tick.
+    The entry may fill in several fills (Kite slices, partial fills): ``entered`` is their
+    sum, ``entry_price`` their quantity-weighted average, ``entry_charges`` their sum. The
+    exit may as well: ``exited``, ``exit_value`` (sum of price x qty) and ``exit_charges``
+    are the exit fills' so far, across exit orders (a cancelled partial exit leaves the
+    rest open). ``qty`` is what is held now (``entered - exited``). ``exit_charges_est`` is
+    the exit leg's charges on ``qty`` at the entry price, so the marked P&L is net of both
+    legs without pricing charges on every tick. ``recorded``: the round trip row is in
+    the store (written once the entry order is done).
     """
 
     trade_id: str
@@ -71,24 +77,58 @@ class OpenPosition:
     exit_charges_est: float
     product: str
     last_price: float
+    entered: int = 0
+    entry_ts: datetime | None = None
+    exited: int = 0
+    exit_value: float = 0.0
+    exit_charges: float = 0.0
+    recorded: bool = False
+
+    def __post_init__(self) -> None:
+        self.entered = self.entered or self.qty + self.exited
+
+    def realized_gross(self) -> float:
+        """Gross P&L of the quantity exited so far."""
+        return self.side.sign * (self.exit_value - self.entry_price * self.exited)
 
     def unrealized(self) -> float:
-        """Net P&L if closed at the last price: gross minus both legs' charges."""
-        return self.net_pnl(self.last_price, self.exit_charges_est)
+        """Net P&L if the rest closed at the last price: what the exits realized plus the
+        open quantity marked, minus the entry charges, the exits' and the estimate's."""
+        gross = self.realized_gross() + self.side.sign * (self.last_price - self.entry_price) * (
+            self.qty
+        )
+        return gross - self.entry_charges - self.exit_charges - self.exit_charges_est
 
-    def net_pnl(self, exit_price: float, exit_charges: float) -> float:
-        """``side.sign * (exit - entry) * qty`` minus entry and exit charges."""
-        gross = self.side.sign * (exit_price - self.entry_price) * self.qty
-        return gross - self.entry_charges - exit_charges
+    def net_pnl(self) -> float:
+        """The closed round trip's net P&L, computed as the store does: the whole entered
+        quantity from the entry average to the exits' average, minus both legs' charges."""
+        exit_price = self.exit_value / self.exited if self.exited else self.entry_price
+        gross = self.side.sign * (exit_price - self.entry_price) * self.entered
+        return gross - self.entry_charges - self.exit_charges
 
-    def option_trade(self, instrument: Instrument, fill: Fill, work: WorkingOrder) -> OptionTrade:
-        """The OPEN option round trip to store for this position's entry fill.
+    def add_entry(self, fill: Fill) -> None:
+        """One more fill of the entry order: quantity summed, price averaged, charges summed."""
+        total = self.entered + fill.qty
+        self.entry_price = (self.entry_price * self.entered + fill.price * fill.qty) / total
+        self.entered, self.qty = total, self.qty + fill.qty
+        self.entry_charges += fill.charges
+
+    def add_exit(self, fill: Fill) -> None:
+        """One fill of an exit order (the open quantity shrinks)."""
+        self.exited += fill.qty
+        self.qty -= fill.qty
+        self.exit_value += fill.price * fill.qty
+        self.exit_charges += fill.charges
+
+    def option_trade(self, instrument: Instrument, work: WorkingOrder) -> OptionTrade:
+        """The OPEN option round trip to store for this position's (finished) entry.
 
         Raises:
             InvalidInputError: the instrument lacks its contract facts (expiry, strike).
         """
         if instrument.expiry is None or instrument.strike is None:
             raise InvalidInputError(f"{instrument.symbol}: option without expiry or strike")
+        assert self.entry_ts is not None
         return OptionTrade(
             id=self.trade_id,
             underlying=instrument.underlying or "",
@@ -97,28 +137,58 @@ class OpenPosition:
             strike=instrument.strike,
             option_type=instrument.instrument_type,
             side=self.side,
-            lots=self.qty // max(instrument.lot_size, 1),
+            lots=self.entered // max(instrument.lot_size, 1),
             lot_size=instrument.lot_size,
-            entry_ts=fill.ts,
+            entry_ts=self.entry_ts,
             entry_price=self.entry_price,
             underlying_signal_id=work.underlying_signal_id or work.intent.signal_id,
             underlying_entry_price=work.underlying_price,
             entry_charges=self.entry_charges,
         )
 
-    def trade(self, symbol: str, fill: Fill, work: WorkingOrder) -> Trade:
-        """The OPEN round trip to store for this position's entry fill."""
+    def trade(self, symbol: str, work: WorkingOrder) -> Trade:
+        """The OPEN round trip to store for this position's (finished) entry."""
+        assert self.entry_ts is not None
         return Trade(
             id=self.trade_id,
             symbol=symbol,
             side=self.side,
-            qty=self.qty,
-            entry_ts=fill.ts,
+            qty=self.entered,
+            entry_ts=self.entry_ts,
             entry_price=self.entry_price,
             strategy=work.strategy,
             signal_id=work.intent.signal_id,
             entry_charges=self.entry_charges,
         )
+
+
+class OrderCharges:
+    """Charges of fills priced per EXECUTED order: Kite fills ``K<order_id>-<trade_id>``
+    of one Kite order (one autoslice child, or one order filled in several trades) are one
+    executed order, charged once on their sum (a flat or capped brokerage once, not per
+    trade); different Kite orders (slices) are charged as orders of their own. Each fill
+    is charged the increase of its executed order's total, so the fills of an order sum
+    to exactly what the table charges for it."""
+
+    __slots__ = ("_done",)
+
+    def __init__(self) -> None:
+        self._done: dict[str, tuple[int, float, float]] = {}  # key -> qty, value, charged
+
+    def price(self, fill: Fill, cost: Callable[[Fill], float]) -> Fill:
+        """``fill`` with its charges (``cost(f)`` prices a whole executed order ``f``)."""
+        head, sep, _ = fill.trade_id.rpartition("-")
+        key = f"{fill.client_id}|{head if sep else fill.trade_id}"
+        qty, value, charged = self._done.get(key, (0, 0.0, 0.0))
+        qty, value = qty + fill.qty, value + fill.price * fill.qty
+        total = cost(replace(fill, qty=qty, price=value / qty))
+        self._done[key] = (qty, value, total)
+        return replace(fill, charges=round(total - charged, 6))
+
+    def forget(self, client_id: str) -> None:
+        """Drop a finished order's state."""
+        for key in [k for k in self._done if k.partition("|")[0] == client_id]:
+            del self._done[key]
 
 
 @dataclass(slots=True)
@@ -129,6 +199,9 @@ class SymbolBook:
     position: OpenPosition | None = None
     entry: WorkingOrder | None = None
     exit: WorkingOrder | None = None
+    #: an exit asked for while a partly filled entry was being cancelled: (reason,
+    #: underlying price), sent once the entry is done
+    pending_exit: tuple[str, float | None] | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -207,6 +280,8 @@ class Ledger:
         self.books: dict[str, SymbolBook] = {}
         self.spool = WriteSpool(self._alert)
         self._seen_fills: set[str] = set()
+        self._filled: dict[str, int] = {}  # client id -> filled qty, while tracked
+        self.order_charges = OrderCharges()
 
     def _alert(self, message: str) -> None:
         log.warning("%s", message)
@@ -223,9 +298,16 @@ class Ledger:
             del self.books[symbol]
 
     def positions(self) -> list[Position]:
-        """Open positions (signed qty; ``charges`` = entry charges), by symbol."""
+        """Open positions (signed qty; realized = a partial exit's gross; ``charges`` =
+        entry charges plus a partial exit's), by symbol."""
         return [
-            Position(s, p.side.sign * p.qty, p.entry_price, 0.0, p.entry_charges)
+            Position(
+                s,
+                p.side.sign * p.qty,
+                p.entry_price,
+                p.realized_gross(),
+                p.entry_charges + p.exit_charges,
+            )
             for s, b in sorted(self.books.items())
             if (p := b.position) is not None
         ]
@@ -247,16 +329,23 @@ class Ledger:
             log.error("no charges for %s %s: %s", side, fill.symbol, exc)
             return 0.0
 
-    async def apply_fill(self, fill: Fill, work: WorkingOrder | None) -> bool:
-        """Apply an execution once; return True if it filled ``work`` (now FILLED).
+    def _priced(self, fill: Fill, work: WorkingOrder | None) -> Fill:
+        product = work.intent.product if work is not None else None
+        return self.order_charges.price(fill, lambda f: self.charges_for(f, f.side, product))
 
-        A repeat (seen in this run, or ``store.apply_fill`` says so) is ignored. One fill
-        fills the whole order: partial fills are not modelled.
+    async def apply_fill(self, fill: Fill, work: WorkingOrder | None) -> bool:
+        """Apply an execution once; return True if it finished ``work`` (stop tracking it).
+
+        A repeat (seen in this run, or ``store.apply_fill`` says so) is ignored. An order
+        may fill in several fills: an entry's fills grow its round trip until the order's
+        quantity is reached (then the round trip row is written); an exit's fills shrink
+        the position, and the round trip closes when all of it is out. A fill without
+        charges (a live broker's) is priced per executed order (:class:`OrderCharges`).
         """
         if fill.trade_id in self._seen_fills:
             return False
         if fill.charges == 0.0:  # a live broker's fill: price it from the table
-            fill = replace(fill, charges=self.charges_for(fill, fill.side))
+            fill = self._priced(fill, work)
         new = await self.spool.write(partial(self.store.apply_fill, fill)) is not False
         self._seen_fills.add(fill.trade_id)
         if not new:
@@ -265,52 +354,108 @@ class Ledger:
         if work is None:
             log.warning("fill %s for untracked order %s", fill.trade_id, fill.client_id)
             return False
-        work.status = OrderStatus.FILLED
+        filled = self._filled[work.client_id] = self._filled.get(work.client_id, 0) + fill.qty
+        done = filled >= work.intent.qty
+        work.advance(OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED)
         book = self.books[fill.symbol]
         if work.role is OrderRole.ENTRY:
-            await self._opened(book, work, fill)
+            await self._entry_fill(book, work, fill, done)
         else:
-            await self._closed(book, work, fill)
-        return True
+            done = await self._exit_fill(book, work, fill, done)
+        if done:
+            self.forget(work.client_id)
+        return done
 
-    async def _opened(self, book: SymbolBook, work: WorkingOrder, fill: Fill) -> None:
-        product = work.intent.product
-        book.entry = None
-        book.position = pos = OpenPosition(
-            trade_id=work.client_id,
-            side=fill.side,
-            qty=fill.qty,
-            entry_price=fill.price,
-            entry_charges=fill.charges,
-            exit_charges_est=self.charges_for(fill, opposite(fill.side), product),
-            product=product,
-            last_price=fill.price,
+    def filled(self, client_id: str) -> int:
+        """Quantity filled so far of a tracked order."""
+        return self._filled.get(client_id, 0)
+
+    def forget(self, client_id: str) -> None:
+        """Drop what is kept about a finished order."""
+        self._filled.pop(client_id, None)
+        self.order_charges.forget(client_id)
+
+    async def _entry_fill(
+        self, book: SymbolBook, work: WorkingOrder, fill: Fill, done: bool
+    ) -> None:
+        pos = book.position
+        if pos is None:
+            book.position = pos = OpenPosition(
+                trade_id=work.client_id,
+                side=fill.side,
+                qty=fill.qty,
+                entry_price=fill.price,
+                entry_charges=fill.charges,
+                exit_charges_est=0.0,
+                product=work.intent.product,
+                last_price=fill.price,
+                entry_ts=fill.ts,
+            )
+        else:
+            pos.add_entry(fill)
+        pos.exit_charges_est = self._exit_estimate(pos, fill)
+        if done:
+            await self.entry_done(book, work)
+        self.mark()
+        part = "" if done else f" ({pos.entered} of {work.intent.qty})"
+        self._notify(
+            "trade", f"entered {fill.side} {fill.qty} {fill.symbol} @ {fill.price:g}{part}"
         )
+
+    def _exit_estimate(self, pos: OpenPosition, fill: Fill) -> float:
+        if pos.qty <= 0:
+            return 0.0
+        at_entry = replace(fill, qty=pos.qty, price=pos.entry_price)
+        return self.charges_for(at_entry, opposite(pos.side), pos.product)
+
+    async def entry_done(self, book: SymbolBook, work: WorkingOrder) -> bool:
+        """The entry order is done (filled, or ended after a partial fill): it stops
+        working and its round trip row is written. Return whether a position was opened."""
+        if book.entry is work:
+            book.entry = None
+        self.forget(work.client_id)
+        pos = book.position
+        if pos is None or pos.recorded or pos.trade_id != work.client_id:
+            return pos is not None
+        pos.recorded = True
         opened: Write
         if is_option(book.instrument):
-            trip = pos.option_trade(book.instrument, fill, work)
-            opened = partial(self.store.open_option_trade, trip)
+            opened = partial(self.store.open_option_trade, pos.option_trade(book.instrument, work))
         else:
-            opened = partial(self.store.open_trade, pos.trade(fill.symbol, fill, work))
+            opened = partial(self.store.open_trade, pos.trade(work.intent.symbol, work))
         await self.spool.write(opened)
-        self.mark()
-        self._notify("trade", f"entered {fill.side} {fill.qty} {fill.symbol} @ {fill.price:g}")
+        return True
 
-    async def _closed(self, book: SymbolBook, work: WorkingOrder, fill: Fill) -> None:
-        pos, book.position, book.exit = book.position, None, None
-        self.drop_if_empty(fill.symbol)
+    async def _exit_fill(
+        self, book: SymbolBook, work: WorkingOrder, fill: Fill, done: bool
+    ) -> bool:
+        pos = book.position
         if pos is None:
             log.error("exit fill %s without a position in %s", fill.trade_id, fill.symbol)
-            return
-        net = pos.net_pnl(fill.price, fill.charges)
+            book.exit = None if done else book.exit
+            self.drop_if_empty(fill.symbol)
+            return done
+        pos.add_exit(fill)
+        pos.exit_charges_est = self._exit_estimate(pos, fill)
+        if pos.qty > 0:
+            if done:  # the order is out but part of the position is not (cannot happen
+                book.exit = None  # while exits are sized to the position): keep it open
+                self._alert(f"exit of {fill.symbol} done; {pos.qty} still open")
+            self.mark()
+            return done
+        if pos.qty < 0:
+            log.error("exit fills of %s overshoot the position by %d", fill.symbol, -pos.qty)
+        book.position, book.exit = None, None
+        self.drop_if_empty(fill.symbol)
+        exit_price = pos.exit_value / pos.exited
         close: Write
         if is_option(book.instrument):
             close = partial(
                 self.store.close_option_trade,
                 pos.trade_id,
                 exit_ts=fill.ts,
-                exit_price=fill.price,
-                exit_charges=fill.charges,
+                exit_price=exit_price,
+                exit_charges=pos.exit_charges,
                 reason=work.reason,
                 underlying_exit_price=work.underlying_price,
             )
@@ -319,22 +464,29 @@ class Ledger:
                 self.store.close_trade,
                 pos.trade_id,
                 exit_ts=fill.ts,
-                exit_price=fill.price,
-                exit_charges=fill.charges,
+                exit_price=exit_price,
+                exit_charges=pos.exit_charges,
                 reason=work.reason,
             )
         await self.spool.write(close)
+        net = pos.net_pnl()
         self.mark()  # without this position first, so its P&L is not counted twice
         self.risk.position_closed(fill.symbol, net)
-        self._notify("trade", f"closed {fill.symbol} @ {fill.price:g} ({work.reason}): {net:.2f}")
+        self._notify("trade", f"closed {fill.symbol} @ {exit_price:g} ({work.reason}): {net:.2f}")
+        return True
 
     async def restore(self) -> None:
-        """Reload open round trips, and today's realized P&L and entries into the risk manager."""
-        open_trips: list[Trade | OptionTrade] = [
-            *await self.store.load_trades(status=TradeStatus.OPEN),
-            *await self.store.load_option_trades(status=TradeStatus.OPEN),
-        ]
-        for t in open_trips:
+        """Reload open round trips, and today's realized P&L and entries into the risk manager.
+
+        The round trips are first brought up to date from the stored fills
+        (:func:`~.repair.replay`): an entry whose row a killed process never wrote is opened,
+        fully exited round trips are closed, a partial exit leaves the rest open.
+        """
+        state = await replay(self.store, instruments=self.instruments)
+        for problem in state.problems:
+            self._alert(f"restore: {problem}")
+        for st in state.open.values():
+            t = st.trip
             if isinstance(t, OptionTrade) and t.symbol not in self.instruments:
                 # An expired contract is gone from the day's master: its round trip still
                 # carries the facts the ledger needs to close it as an option.
@@ -351,13 +503,25 @@ class Ledger:
                 )
             order = await self.store.get_order(t.id)
             product = order.product if order else self.product
-            qty = t.qty if isinstance(t, Trade) else t.lots * t.lot_size
-            entry = Fill(t.id, t.id, t.symbol, t.side, qty, t.entry_price, t.entry_ts)
-            est = self.charges_for(entry, opposite(t.side), product)
             book = self.books.setdefault(t.symbol, SymbolBook(self.instrument(t.symbol)))
-            book.position = OpenPosition(
-                t.id, t.side, qty, t.entry_price, t.entry_charges, est, product, t.entry_price
+            book.position = pos = OpenPosition(
+                t.id,
+                t.side,
+                st.remaining,
+                t.entry_price,
+                t.entry_charges,
+                0.0,
+                product,
+                t.entry_price,
+                entered=t.qty,
+                entry_ts=t.entry_ts,
+                exited=st.exited,
+                exit_value=st.exit_value,
+                exit_charges=st.exit_charges,
+                recorded=True,
             )
+            entry = Fill(t.id, t.id, t.symbol, t.side, t.qty, t.entry_price, t.entry_ts)
+            pos.exit_charges_est = self._exit_estimate(pos, entry)
         day = self.risk.day
         realized = sum(d.net_pnl for d in await self.store.daily_pnl(day, day))
         since = datetime(day.year, day.month, day.day, tzinfo=IST)

@@ -294,10 +294,18 @@ class Executor:
         book = self._books.get(symbol)
         if book is not None and book.exit is not None:
             return OrderResult(False, "an exit is already working", book.exit.client_id)
+        if book is not None and book.entry is not None:
+            entry = book.entry
+            await self._cancel(entry)
+            if book.position is None:
+                return OrderResult(True, "no position yet: entry cancelled", entry.client_id)
+            # partly filled: more fills may come until the cancel lands, so the exit is
+            # sized and sent once the entry is done (_entry_finished)
+            book.pending_exit = (reason, underlying_price)
+            return OrderResult(
+                True, "entry partly filled: cancelled, the exit follows", entry.client_id
+            )
         if book is None or book.position is None:
-            if book is not None and book.entry is not None:
-                await self._cancel(book.entry)
-                return OrderResult(True, "no position yet: entry cancelled", book.entry.client_id)
             return OrderResult(False, f"no position in {symbol}")
         pos = book.position
         intent = OrderIntent(
@@ -392,12 +400,23 @@ class Executor:
         work.broker_order_id = update.broker_order_id or work.broker_order_id
         await self.ledger.spool.write(partial(self.store.apply_order_update, update))
         if update.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
-            self._order_dead(work, update.message)
+            await self._order_dead(work, update.message)
 
     async def _on_fill(self, fill: Fill) -> None:
         work = self._orders.get(fill.client_id)
         if await self.ledger.apply_fill(fill, work) and work is not None:
             self._orders.pop(work.client_id, None)
+            if work.role is OrderRole.ENTRY:
+                await self._entry_finished(work.intent.symbol)
+
+    async def _entry_finished(self, symbol: str) -> None:
+        """An entry is done with a position: send the exit asked for meanwhile, if any."""
+        book = self._books.get(symbol)
+        if book is None or book.pending_exit is None or book.position is None:
+            return
+        reason, underlying_price = book.pending_exit
+        book.pending_exit = None
+        await self.exit(symbol, reason, underlying_price=underlying_price)
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -418,7 +437,7 @@ class Executor:
             )
             return OrderResult(True, "", cid, qty)
         await self._update(work, OrderStatus.REJECTED, "submit", result.message)
-        self._order_dead(work, result.message)
+        await self._order_dead(work, result.message)
         return OrderResult(False, f"rejected: {result.message}", cid, qty)
 
     async def _update(
@@ -448,17 +467,32 @@ class Executor:
             work.cancel_requested = False  # try again on the next flatten step
             log.error("cancel of %s failed: %s", work.client_id, exc)
 
-    def _order_dead(self, work: WorkingOrder, message: str) -> None:
-        """An order ended unfilled (rejected or cancelled)."""
+    async def _order_dead(self, work: WorkingOrder, message: str) -> None:
+        """An order ended cancelled or rejected: unfilled, or after a partial fill (the
+        filled part of an entry stays open as a position; a partial exit leaves the rest)."""
         self._orders.pop(work.client_id, None)
+        filled = self.ledger.filled(work.client_id)
+        self.ledger.forget(work.client_id)
         book = self._books.get(work.intent.symbol)
         if book is None:
             return
         if work.role is OrderRole.ENTRY and book.entry is work:
-            self._entry_gone(book, work)
+            if await self.ledger.entry_done(book, work):
+                self._alert(
+                    f"entry {work.client_id} of {work.intent.symbol} {work.status} after "
+                    f"filling {filled} of {work.intent.qty}: {message}; the filled part is open"
+                )
+                await self._entry_finished(work.intent.symbol)
+            else:
+                book.pending_exit = None
+                self._entry_gone(book, work)
         elif book.exit is work:
             book.exit = None
-            self._alert(f"exit of {work.intent.symbol} {work.status}: {message}; still open")
+            held = book.position.qty if book.position is not None else 0
+            self._alert(
+                f"exit of {work.intent.symbol} {work.status} after filling {filled} of "
+                f"{work.intent.qty}: {message}; {held} still open"
+            )
             self._wake.set()
 
     def _entry_gone(self, book: SymbolBook, work: WorkingOrder) -> None:

@@ -16,14 +16,16 @@ failure to read the broker, or a difference it cannot explain, raises
      it after a restart (the executor starts without working orders); we wait until Kite
      reports every slice terminal.
    * there and terminal: its fills (by trade id, through ``store.apply_fill``, which
-     dedupes), its final state, and its round trip: a filled entry opens one, a filled exit
-     of the symbol's open round trip closes it. An order is the exit when the symbol has an
-     open round trip on the other side (the executor never enters a symbol it holds).
+     dedupes; charged per executed Kite order) and its final state.
 
 2. **Orders with our tag that the store does not have live** must match it: unknown to the
    store yet live or filled at Kite, or filled differently: error.
-3. **Positions**: the broker's net positions of ``product`` and the store's open round
-   trips, per symbol (signed quantity); any difference names the symbols in the error.
+3. **Round trips** are brought up to date from the stored fills
+   (:func:`~.repair.replay`): an entry filled while we were down, or whose fill a killed
+   process stored without writing its round trip, is opened; exits that cover a round
+   trip close it; a partial exit leaves the rest open. What it cannot explain: error.
+4. **Positions**: the broker's net positions of ``product`` and the open round trips'
+   remaining quantities, per symbol (signed); any difference names the symbols.
 
 The same state mapping, event ids and fill ids as :class:`~.live.KiteGateway` are used,
 so an update or fill seen again later by the gateway is applied once.
@@ -34,13 +36,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import date
 from typing import TYPE_CHECKING
 
 from mental_trader.brokers.kite.errors import KiteError
 from mental_trader.calendar import IST
 from mental_trader.errors import BrokerError, InvalidInputError, StorageError
+from mental_trader.execution.book import OrderCharges
 from mental_trader.execution.charges import ChargesTable, segment_for
 from mental_trader.execution.kite_state import (
     NOT_PLACED,
@@ -50,17 +53,15 @@ from mental_trader.execution.kite_state import (
     is_our_tag,
     update_event_id,
 )
-from mental_trader.execution.orders import instrument_for, opposite
+from mental_trader.execution.orders import instrument_for
+from mental_trader.execution.repair import Replay, replay
 from mental_trader.models import (
     TERMINAL_ORDER_STATUSES,
     Fill,
     Instrument,
-    OptionTrade,
     OrderRecord,
     OrderStatus,
     OrderUpdate,
-    Trade,
-    TradeStatus,
 )
 
 if TYPE_CHECKING:
@@ -203,7 +204,6 @@ async def reconcile(
     # 2. bring each live order of the store up to date
     problems: list[str] = []
     symbols: list[str] = []
-    open_trips = await _open_trips(store)
     today = clock.now().astimezone(IST).date()
     for record in live:
         found = by_tag.get(record.client_id)
@@ -214,7 +214,6 @@ async def reconcile(
                     rest,
                     record,
                     found,
-                    open_trips,
                     report,
                     clock,
                     product,
@@ -245,8 +244,16 @@ async def reconcile(
     if problems:
         raise ReconcileError("; ".join(problems), symbols=symbols)
 
-    # 4. positions
-    report.positions = await _compare_positions(store, rest, product)
+    # 4. round trips from the stored fills (a fill stored by a process killed before
+    #    its round trip row was written, or fills applied above), then positions
+    try:
+        trips = await replay(store, instruments=instruments)
+    except StorageError as exc:
+        raise ReconcileError(f"replaying the stored fills failed: {exc}") from exc
+    report.opened, report.closed = trips.opened, trips.closed
+    if trips.problems:
+        raise ReconcileError("; ".join(trips.problems), symbols=trips.symbols)
+    report.positions = await _compare_positions(rest, product, trips)
     log.info(
         "reconciled %d live order(s): %d not placed, %d cancelled, %d fill(s), "
         "%d opened, %d closed; positions %s",
@@ -326,7 +333,6 @@ async def _apply(
     rest: KiteRest,
     record: OrderRecord,
     orders: Sequence[KiteOrder],
-    open_trips: dict[str, Trade | OptionTrade],
     report: ReconcileReport,
     clock: Clock,
     product: str,
@@ -351,12 +357,13 @@ async def _apply(
         )
     inst = instrument_for(instruments, record.symbol)
     fills: list[Fill] = []
+    priced = OrderCharges()  # one order's fills: charged per executed (Kite) order
     for piece in slices:
         if piece.filled <= 0:
             continue
         for trade in await rest.order_trades(piece.order_id):
             fill = fill_from_trade(trade, cid, record.symbol, record.side, clock.now())
-            fills.append(_priced(fill, charges, inst, record.product or product))
+            fills.append(_priced(priced, fill, charges, inst, record.product or product))
     for fill in sorted(fills, key=lambda f: f.ts):
         if await store.apply_fill(fill):
             report.fills += 1
@@ -368,114 +375,28 @@ async def _apply(
         changed = await store.apply_order_update(update) or changed
     if changed:
         report.updated.append(cid)
-    if filled:
-        await _round_trip(store, record, fills, open_trips, report, inst)
 
 
-def _priced(fill: Fill, charges: ChargesTable | None, inst: Instrument, product: str) -> Fill:
+def _priced(
+    priced: OrderCharges,
+    fill: Fill,
+    charges: ChargesTable | None,
+    inst: Instrument,
+    product: str,
+) -> Fill:
     if charges is None:
         return fill
-    try:
-        segment = segment_for(product, inst.instrument_type)
-        day = fill.ts.astimezone(IST).date()
-        cost = charges.order_total(day, segment, fill.side, fill.price, fill.qty, inst)
-    except InvalidInputError as exc:
-        log.error("reconcile: no charges for %s: %s", fill.trade_id, exc)
-        return fill
-    return replace(fill, charges=cost)
+    segment = segment_for(product, inst.instrument_type)
 
+    def cost(f: Fill) -> float:
+        try:
+            day = f.ts.astimezone(IST).date()
+            return charges.order_total(day, segment, f.side, f.price, f.qty, inst)
+        except InvalidInputError as exc:
+            log.error("reconcile: no charges for %s: %s", f.trade_id, exc)
+            return 0.0
 
-async def _open_trips(store: Store) -> dict[str, Trade | OptionTrade]:
-    loaded: list[Trade | OptionTrade] = [
-        *await store.load_trades(status=TradeStatus.OPEN, limit=_MANY),
-        *await store.load_option_trades(status=TradeStatus.OPEN),
-    ]
-    return {trip.symbol: trip for trip in loaded}
-
-
-async def _round_trip(
-    store: Store,
-    record: OrderRecord,
-    fills: Sequence[Fill],
-    open_trips: dict[str, Trade | OptionTrade],
-    report: ReconcileReport,
-    inst: Instrument,
-) -> None:
-    """Open or close the round trip an order filled while we were down filled."""
-    cid, symbol = record.client_id, record.symbol
-    qty = sum(f.qty for f in fills)
-    price = sum(f.price * f.qty for f in fills) / qty
-    cost = sum(f.charges for f in fills)
-    last: datetime = max(f.ts for f in fills)
-    trip = open_trips.get(symbol)
-    if trip is not None and trip.id == cid:
-        return  # this entry's round trip is already open
-    if trip is not None and trip.side == opposite(record.side):
-        if qty != trip.qty:
-            raise ReconcileError(
-                f"exit {cid} of {symbol} filled {qty} of the position's {trip.qty}",
-                symbols=[symbol],
-                client_ids=[cid],
-            )
-        reason = "exit filled while the service was down"
-        if isinstance(trip, OptionTrade):
-            await store.close_option_trade(
-                trip.id, exit_ts=last, exit_price=price, exit_charges=cost, reason=reason
-            )
-        else:
-            await store.close_trade(
-                trip.id, exit_ts=last, exit_price=price, exit_charges=cost, reason=reason
-            )
-        del open_trips[symbol]
-        report.closed.append(trip.id)
-        return
-    if trip is not None:
-        raise ReconcileError(
-            f"entry {cid} filled in {symbol}, which already has round trip {trip.id}",
-            symbols=[symbol],
-            client_ids=[cid],
-        )
-    if any(t.id == cid for t in await store.load_trades(symbol=symbol, limit=_MANY)) or any(
-        t.id == cid for t in await store.load_option_trades()
-    ):
-        return  # opened and closed already
-    new: Trade | OptionTrade
-    first = min(f.ts for f in fills)
-    if inst.instrument_type in ("CE", "PE"):
-        if inst.expiry is None or inst.strike is None:
-            raise ReconcileError(
-                f"option entry {cid} filled but {symbol} lacks expiry/strike", symbols=[symbol]
-            )
-        new = OptionTrade(
-            id=cid,
-            underlying=inst.underlying or "",
-            symbol=symbol,
-            expiry=inst.expiry,
-            strike=inst.strike,
-            option_type=inst.instrument_type,
-            side=record.side,
-            lots=qty // max(inst.lot_size, 1),
-            lot_size=max(inst.lot_size, 1),
-            entry_ts=first,
-            entry_price=price,
-            underlying_signal_id=record.signal_id,
-            entry_charges=cost,
-        )
-        await store.open_option_trade(new)
-    else:
-        new = Trade(
-            id=cid,
-            symbol=symbol,
-            side=record.side,
-            qty=qty,
-            entry_ts=first,
-            entry_price=price,
-            signal_id=record.signal_id,
-            entry_charges=cost,
-        )
-        await store.open_trade(new)
-    open_trips[symbol] = new
-    report.opened.append(cid)
+    return priced.price(fill, cost)
 
 
 async def _check_finished(store: Store, tag: str, orders: Sequence[KiteOrder]) -> str:
@@ -497,7 +418,7 @@ async def _check_finished(store: Store, tag: str, orders: Sequence[KiteOrder]) -
     return ""
 
 
-async def _compare_positions(store: Store, rest: KiteRest, product: str) -> dict[str, int]:
+async def _compare_positions(rest: KiteRest, product: str, trips: Replay) -> dict[str, int]:
     try:
         positions = await rest.positions()
     except (KiteError, BrokerError) as exc:
@@ -506,13 +427,7 @@ async def _compare_positions(store: Store, rest: KiteRest, product: str) -> dict
     for p in positions.net:
         if p.product == product and p.quantity:
             broker[p.symbol] = broker.get(p.symbol, 0) + p.quantity
-    ours: dict[str, int] = {}
-    trips: list[Trade | OptionTrade] = [
-        *await store.load_trades(status=TradeStatus.OPEN, limit=_MANY),
-        *await store.load_option_trades(status=TradeStatus.OPEN),
-    ]
-    for trip in trips:
-        ours[trip.symbol] = ours.get(trip.symbol, 0) + trip.side.sign * trip.qty
+    ours = trips.net()
     differ = sorted(s for s in broker.keys() | ours.keys() if broker.get(s, 0) != ours.get(s, 0))
     if differ:
         detail = ", ".join(f"{s} (Kite {broker.get(s, 0)}, store {ours.get(s, 0)})" for s in differ)
