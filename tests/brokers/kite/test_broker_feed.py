@@ -19,6 +19,7 @@ from mental_trader.brokers.kite.feed import KiteFeed, candles_to_ticks
 from mental_trader.brokers.kite.rest import KiteRest
 from mental_trader.core import Engine, build_bars
 from mental_trader.errors import FeedDisconnected
+from mental_trader.storage.base import ns_to_dt
 from mental_trader.testing.fake_kite import FakeKite
 
 SYMBOLS = ["NSE:INFY", "NSE:RELIANCE", "NSE:NIFTY 50"]
@@ -153,17 +154,66 @@ async def test_dropped_socket_reconnects_resubscribes_and_backfills(
         feed = await broker.subscribe(SYMBOLS)
         async with feed:
             await next_frames(feed, 3)
-            await asyncio.sleep(1.5)  # > 1 simulated minute passes: a bar to backfill
 
             def drop() -> None:
                 fake.faults.ws_drop = True
 
             elapsed = await _drop_and_measure(fake, feed, drop)
-            assert feed.backfills == 1
-            assert feed.backfilled_ticks > 0
+            assert feed.backfills == 1  # the backfill step ran before frames flowed again
             assert set(feed.ticker.subscriptions) == {fake.token_of(s) for s in SYMBOLS}
             assert elapsed <= 3.0, f"reconnect + resubscribe + backfill took {elapsed:.2f} s"
     assert fake.rate_limit_violations == []
+
+
+async def test_bars_missed_during_an_outage_are_rebuilt_from_candles(
+    fake_kite_factory: Factory,
+) -> None:
+    """Three refused handshakes keep the socket down for several simulated minutes: the
+    minutes missed entirely come back bar for bar as the exchange's candles."""
+    async with fake_kite_factory(speed=120.0) as fake, kite_broker(fake) as broker:
+        feed = await broker.subscribe(SYMBOLS)
+        engine = Engine(volume_mode="cumulative")
+        bars: dict[int, list[Any]] = {0: [], 1: [], 2: []}
+        async with feed:
+            it = aiter(feed)
+            await asyncio.wait_for(anext(it), 10)
+            down_at = fake.now_ns()
+            fake.faults.ws_refuse_handshakes = 3
+            fake.faults.ws_drop = True
+            async with asyncio.timeout(20):
+                while feed.backfills == 0:
+                    frame = await anext(it)
+                    for ev in (
+                        engine.on_frame(frame.ts_ns, frame.price, frame.qty, frame.symbol) or ()
+                    ):
+                        if not ev.is_confirm:
+                            bars[ev.symbol].append(ev.bar)
+                up_at = fake.now_ns()
+                frame = await anext(it)  # the backfill's frame, then live ones
+                for ev in engine.on_frame(frame.ts_ns, frame.price, frame.qty, frame.symbol) or ():
+                    if not ev.is_confirm:
+                        bars[ev.symbol].append(ev.bar)
+        assert feed.backfilled_ticks > 0
+        minute = 60_000_000_000
+        first_missed = down_at - down_at % minute + minute  # wholly inside the outage
+        last_missed = up_at - up_at % minute - minute
+        assert last_missed > first_missed, "the outage was too short to miss a whole minute"
+        for sid, symbol in enumerate(SYMBOLS):
+            want = await fake.sim.history(
+                symbol, 60, ns_to_dt(first_missed), ns_to_dt(last_missed + minute)
+            )
+            got = {b.ts: b for b in bars[sid] if first_missed <= b.ts <= last_missed}
+            assert sorted(got) == want["ts"].tolist(), symbol
+            for i, ts in enumerate(want["ts"].tolist()):
+                b = got[ts]
+                assert (b.open, b.high, b.low, b.close) == (
+                    want["open"][i],
+                    want["high"][i],
+                    want["low"][i],
+                    want["close"][i],
+                ), symbol
+                if sid != 2:
+                    assert b.volume == want["volume"][i], symbol
 
 
 async def test_silent_socket_is_declared_dead_and_rebuilt(fake_kite_factory: Factory) -> None:

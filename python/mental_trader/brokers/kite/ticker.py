@@ -121,6 +121,8 @@ class KiteTicker:
         self.last_disconnect = ""
         #: ``time.monotonic()`` of the last frame received.
         self.last_frame_mono = 0.0
+        self._heard_mono = 0.0  # the last frame, or the connection's start
+        self._silent = False
 
     def __repr__(self) -> str:
         return f"KiteTicker({self._host!r}, {self.state}, {len(self._modes)} token(s))"
@@ -202,13 +204,15 @@ class KiteTicker:
         task, self._task = self._task, None
         if self.state != "token_expired":
             self.state = "closed"
+        if self._ws is not None:
+            self._ws.transport.abort()  # ends the read loop at once
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         ws, self._ws = self._ws, None
         if ws is not None:
-            await ws.close()
+            ws.transport.abort()
 
     async def drop(self) -> None:
         """Close the current connection (it is rebuilt, as after a network failure)."""
@@ -262,6 +266,8 @@ class KiteTicker:
         reconnect = self.connections > 0
         self.connections += 1
         self._ws = ws
+        self._heard_mono = time.monotonic()
+        watchdog = asyncio.create_task(self._watchdog(ws), name="kite-ticker-watchdog")
         try:
             await self._send_subscriptions(ws, self._modes)
             if reconnect and self._on_reconnect is not None:
@@ -270,30 +276,39 @@ class KiteTicker:
             self._live.set()
             log.info("Kite WebSocket %s: live, %d token(s)", self._host, len(self._modes))
             await self._read(ws)
+            if not self._silent:
+                self.last_disconnect = "closed by the server"
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd is not None else None
-            self.last_disconnect = f"closed (code {code})" if code else "connection lost"
+            if not self._silent:
+                self.last_disconnect = f"closed (code {code})" if code else "connection lost"
         except OSError as exc:
             self.last_disconnect = f"socket error: {type(exc).__name__}"
         finally:
+            watchdog.cancel()
             self._ws = None
             self._live.clear()
-            with contextlib.suppress(Exception):
-                await ws.close()
+            ws.transport.abort()  # no closing handshake to wait for: the socket is done
 
     async def _read(self, ws: ClientConnection) -> None:
-        on_frame, silence = self._on_frame, self.silence_s
-        while True:
-            try:
-                message = await asyncio.wait_for(ws.recv(), silence)
-            except TimeoutError:
-                self.last_disconnect = f"silent for {silence:g} s"
-                return
-            self.last_frame_mono = time.monotonic()
+        on_frame = self._on_frame
+        self._silent = False
+        async for message in ws:
+            self.last_frame_mono = self._heard_mono = time.monotonic()
             if isinstance(message, bytes):
                 on_frame(message)
             else:
                 self._on_text(message)
+
+    async def _watchdog(self, ws: ClientConnection) -> None:
+        """Abort the connection after ``silence_s`` without any frame (heartbeats count)."""
+        while True:
+            await asyncio.sleep(self.silence_s / 4)
+            if time.monotonic() - self._heard_mono > self.silence_s:
+                self._silent = True
+                self.last_disconnect = f"silent for {self.silence_s:g} s"
+                ws.transport.abort()
+                return
 
     def _on_text(self, text: str) -> None:
         try:
