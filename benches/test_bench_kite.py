@@ -185,3 +185,66 @@ def test_decode_3000_full_packets(benchmark: Any) -> None:
             "-",
         )
     )
+
+
+# -- reconnect ---------------------------------------------------------------------------
+
+DROPS = {"quick": 3, "full": 10}[benchlib.SCALE.name]
+
+
+async def _reconnect_times() -> tuple[list[float], int]:
+    """Drop the socket ``DROPS`` times; each: seconds from the drop to the first frame after
+    the reconnect (resubscribed, the backfill's candles fetched and handed on)."""
+    import asyncio
+    from datetime import datetime as dt
+    from datetime import time as dtime
+
+    from mental_trader.brokers.kite.broker import KiteBroker
+    from mental_trader.brokers.kite.rest import KiteRest
+    from mental_trader.calendar import IST
+    from mental_trader.testing.fake_kite import FakeKite
+
+    symbols = ["NSE:INFY", "NSE:RELIANCE", "NSE:ICICIBANK", "NSE:NIFTY 50"]
+    start = dt.combine(dt(2026, 3, 2).date(), dtime(10, 0), tzinfo=IST)
+    out: list[float] = []
+    async with FakeKite(start=start, speed=60.0) as fake:
+        rest = KiteRest(
+            fake.api_key, access_token=fake.access_token, base_url=fake.rest_url, clock=fake.now
+        )
+        async with KiteBroker(rest, api_key=fake.api_key, ws_url=fake.ws_url, now=fake.now) as b:
+            feed = await b.subscribe(symbols)
+            async with feed:
+                it = aiter(feed)
+                await anext(it)
+                for _ in range(DROPS):
+                    await asyncio.sleep(1.5)  # a simulated minute and a half: bars to backfill
+                    backfills = feed.backfills
+                    t0 = time.perf_counter()
+                    fake.faults.ws_drop = True
+                    while feed.backfills == backfills:
+                        await anext(it)
+                    await anext(it)  # the first frame after the backfill's
+                    out.append(time.perf_counter() - t0)
+                ticks = feed.backfilled_ticks
+        violations = len(fake.rate_limit_violations)
+    assert violations == 0, "the backfill exceeded Kite's historical rate limit"
+    return out, ticks
+
+
+def test_reconnect_after_a_dropped_socket(benchmark: Any) -> None:
+    import asyncio
+
+    times, ticks = asyncio.run(_reconnect_times())
+    benchmark.group = "kite/reconnect"
+    benchmark.extra_info.update(impl="ours", n=len(times), block=0, times_s=times)
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    worst = max(times)
+    benchlib.REPORT.append(
+        (
+            f"kite reconnect after a drop, 4 symbols ({len(times)} drops): median / worst",
+            f"{float(np.median(times)):.2f} / {worst:.2f} s ({ticks} ticks backfilled)",
+            "<= 3 s",
+            "PASS" if worst <= 3.0 else "MISS",
+        )
+    )
+    assert ticks > 0
