@@ -4,6 +4,7 @@ quotes, the live stream, and recovery from every WebSocket fault."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -270,3 +271,21 @@ async def test_expired_token_stops_reconnecting_and_reports_once(
     assert len(failures) == 1
     assert "log in" in failures[0]
     assert fake.access_token not in failures[0]
+
+
+async def test_the_websocket_url_and_token_are_never_logged(
+    fake_kite_factory: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with fake_kite_factory() as fake, kite_broker(fake) as broker:
+        feed = await broker.subscribe(SYMBOLS)
+        async with feed:
+
+            def drop() -> None:
+                fake.faults.ws_drop = True
+
+            await _drop_and_measure(fake, feed, drop)
+            assert repr(feed.ticker).count(fake.access_token) == 0
+    assert any("Kite WebSocket" in r.getMessage() for r in caplog.records)
+    assert fake.access_token not in caplog.text
+    assert "access_token=" not in caplog.text

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import secrets
 import socket
 import time
@@ -46,6 +47,9 @@ DEFAULT_WATCHLIST = ("NSE:RELIANCE", "NSE:INFY", "NSE:ICICIBANK")
 _MATCH_EVERY_S = 0.02
 _REQUEST_TOKEN_TTL_S = 300.0
 _MIN_FRAME_REAL_S = 0.05
+# The websockets library logs request lines (with the access token) at DEBUG: keep it quiet.
+_WIRE_LOG = logging.getLogger("mental_trader.testing.fake_kite.wire")
+_WIRE_LOG.setLevel(logging.WARNING)
 
 
 class _QuietServer(uvicorn.Server):
@@ -202,6 +206,7 @@ class FakeKite:
                 process_request=self.hub.process_request,
                 ping_interval=None,  # Kite's liveness signal is its heartbeat frame
                 compression=None,
+                logger=_WIRE_LOG,
             )
             ws_port = self._ws.sockets[0].getsockname()[1]
             host = f"[{self.host}]" if ":" in self.host else self.host
