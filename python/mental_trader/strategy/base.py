@@ -530,7 +530,14 @@ class EmaCrossStrategy(Strategy):
         self, event: BarEventLike, symbol: str, position: PositionView | None
     ) -> list[Signal]:
         bar = event.bar
-        end_ns = self._end_ns(bar.ts, event.timeframe_s)
+        ts = bar.ts
+        # _end_ns and _closes_confirm_bucket inlined: this is the tick-to-signal path.
+        tod = (ts // _NS + _OFFSET_S) % _DAY_S
+        end = tod + self._primary_s
+        if self._start_s <= tod < self._end_s and end > self._end_s:
+            end = self._end_s
+        end_ns = ts + (end - tod) * _NS
+        end %= _DAY_S  # the close as seconds of the IST day
         stale = self._pending.pop(symbol, None)
         if stale is not None:
             log.warning(
@@ -540,7 +547,7 @@ class EmaCrossStrategy(Strategy):
                 symbol,
                 _utc(stale.end_ns).isoformat(),
             )
-        after_square_off = _tod_s(end_ns) >= self._square_off_s
+        after_square_off = end >= self._square_off_s
         signals: list[Signal] = []
         open_side = None if position is None else position.side
         if position is not None:
@@ -554,10 +561,12 @@ class EmaCrossStrategy(Strategy):
         if side is Side.SELL and not self.params.allow_short:
             return signals
         candidate = _Candidate(
-            side, bar.ts, end_ns, bar.close, event.ema_fast, event.ema_slow, event.cross
+            side, ts, end_ns, bar.close, event.ema_fast, event.ema_slow, event.cross
         )
         confirm = self._confirm.get(symbol)
-        if self._closes_confirm_bucket(end_ns) and (confirm is None or confirm.end_ns < end_ns):
+        end = end or _DAY_S  # a bar ending at midnight
+        closes_bucket = end == self._end_s or (end - self._start_s) % self._confirm_s == 0
+        if closes_bucket and (confirm is None or confirm.end_ns < end_ns):
             # the confirm bar closing with this bar comes right after it: decide then
             self._pending[symbol] = candidate
             return signals
