@@ -16,8 +16,12 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime, time
 from pathlib import Path
 
+import pytest
+
+from mental_trader.brokers.kite.rest import KiteRest
 from mental_trader.calendar import IST
 from mental_trader.config import load_settings
+from mental_trader.execution.reconcile import ReconcileError
 from mental_trader.models import OrderStatus
 from mental_trader.runtime import open_service
 from mental_trader.testing.fake_kite import FakeKite
@@ -87,3 +91,53 @@ async def test_a_session_trades_through_the_fake_kite_server(
             assert trade.entry_charges > 0
             assert trade.exit_charges > 0
         assert fake.rate_limit_violations == []
+
+
+async def test_live_trading_is_refused_when_kite_and_the_store_disagree(
+    fake_kite_factory: Factory, tmp_path: Path
+) -> None:
+    """A position at the broker that the store does not know (a manual trade): start-up
+    reconciliation fails, and the service places no order at all."""
+    async with fake_kite_factory(watchlist=WATCHLIST) as fake:
+        settings = load_settings(
+            _env_file=None,
+            broker="kite",
+            execution="live",
+            broker_api_key=fake.api_key,
+            broker_api_secret="fake_api_secret",
+            broker_access_token=fake.access_token,
+            broker_rest_url=fake.rest_url,
+            broker_ws_url=fake.ws_url,
+            data_dir=tmp_path,
+            watchlist=",".join(WATCHLIST),
+            api_token="kite-e2e-token-0123456789abcdef",
+        )
+        async with KiteRest(
+            fake.api_key, access_token=fake.access_token, base_url=fake.rest_url, clock=fake.now
+        ) as rest:
+            await rest.place_order(
+                tag="manual1",
+                exchange="NSE",
+                tradingsymbol="INFY",
+                transaction_type="BUY",
+                order_type="MARKET",
+                quantity=5,
+                product="MIS",
+            )
+            for _ in range(200):  # the fake fills on its next tick
+                if (await rest.positions()).net:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                pytest.fail("the manual order never filled")
+        placed = len(fake.placements)
+        async with open_service(settings, market_now=fake.now) as service:
+            await service.start()
+            task = service._task
+            assert task is not None
+            with pytest.raises(ReconcileError) as info:
+                await asyncio.wait_for(task, 30)
+            assert "NSE:INFY" in info.value.symbols
+            assert "NSE:INFY" in service.last_error
+            assert service.health()["status"] == "down"
+        assert len(fake.placements) == placed  # nothing of ours reached the broker
