@@ -11,11 +11,13 @@ instrument's packet counts only when its cumulative day volume grew (its first p
 always counts: the snapshot of the last trade); an index has no volume, and each of its
 packets is a new value. Tick time is the exchange timestamp, else the receive time.
 
-Watermark (every tick before it has been yielded): the newest exchange time seen, moved on
-by the wall time between that tick and the LAST FRAME RECEIVED (heartbeats count), minus
+Watermark (every tick before it has been yielded): the newest exchange time YIELDED, moved
+on by the wall time between that tick's arrival and the LAST FRAME RECEIVED (heartbeats
+count) — or the arrival of the oldest frame not yet yielded, if one waits — minus
 ``lateness_s``. So it advances with heartbeats while the socket lives, and stops while the
 socket is dead: no bar is closed by the clock over an outage whose ticks the backfill is
-about to bring.
+about to bring, nor by frames read in a burst (after a stall) before their consumer got
+the earlier ones.
 
 Backfill after a reconnect: the 1-minute candles from the bucket of each symbol's last
 tick to now are fetched (REST, within the historical rate limit) and replayed to the engine
@@ -135,7 +137,8 @@ class KiteFeed:
         self.lateness_ns = int(lateness_s * _NS)
         self.connect_timeout_s = connect_timeout_s
         self._after_reconnect = on_reconnect
-        self._frames: deque[TickFrame] = deque()
+        # Frames not yet yielded, each with its arrival (monotonic ns).
+        self._frames: deque[tuple[TickFrame, int]] = deque()
         self._ready = asyncio.Event()
         self._max_ts = 0
         self._max_mono_ns = 0
@@ -181,6 +184,8 @@ class KiteFeed:
         if self._max_ts == 0:
             return 0
         heard = int(self._ticker.last_frame_mono * _NS)
+        if self._frames:  # time runs on only up to the first frame the consumer has not had
+            heard = min(heard, self._frames[0][1])
         return self._max_ts + max(0, heard - self._max_mono_ns) - self.lateness_ns
 
     def __aiter__(self) -> AsyncIterator[TickFrame]:
@@ -193,7 +198,10 @@ class KiteFeed:
         frames, ready = self._frames, self._ready
         while True:
             while frames:
-                yield frames.popleft()
+                frame, arrived = frames.popleft()
+                if frame.end_ns - 1 > self._max_ts:  # the watermark counts yielded ticks only
+                    self._max_ts, self._max_mono_ns = frame.end_ns - 1, arrived
+                yield frame
             if self._closed:
                 return
             if self._ticker.state == "token_expired":
@@ -252,9 +260,6 @@ class KiteFeed:
         ts = np.where(stamp > 0, stamp, recv_ns)
         np.maximum.at(self._last_volume, ids, volume)
         np.maximum.at(self._last_ts, ids, ts)
-        newest = int(ts.max())
-        if newest > self._max_ts:
-            self._max_ts, self._max_mono_ns = newest, time.monotonic_ns()
         self._push(ts, price, volume, ids)
 
     def _push(
@@ -268,7 +273,9 @@ class KiteFeed:
         price, qty = np.ascontiguousarray(price), np.ascontiguousarray(qty)
         for a in (ts, price, qty, ids):
             a.flags.writeable = False
-        self._frames.append(TickFrame(ts, price, qty, ids, int(ts.max()) + 1))
+        self._frames.append(
+            (TickFrame(ts, price, qty, ids, int(ts.max()) + 1), time.monotonic_ns())
+        )
         self._ready.set()
 
     # -- reconnect -----------------------------------------------------------------------
@@ -319,8 +326,5 @@ class KiteFeed:
         price_all, qty_all = np.concatenate(prices), np.concatenate(qtys)
         order = np.argsort(ts_all, kind="stable")
         self.backfilled_ticks += total
-        newest = int(ts_all.max())
-        if newest > self._max_ts:
-            self._max_ts, self._max_mono_ns = newest, time.monotonic_ns()
         self._push(ts_all[order], price_all[order], qty_all[order], ids_all[order])
         log.info("Kite feed: backfilled %d tick(s) from candles after a reconnect", total)
