@@ -9,8 +9,9 @@ client (:attr:`KiteBroker.rest`).
 
 Symbols are Kite's ``EXCHANGE:TRADINGSYMBOL`` (``"NSE:INFY"``, ``"NSE:NIFTY 50"``,
 ``"NFO:NIFTY26MAR24000CE"``); the instrument master maps them to instrument tokens. It is
-downloaded once per IST day (Kite regenerates it each morning and flushes F&O tokens at
-every expiry) for the exchanges in ``exchanges``.
+downloaded once per trading day, the day turning at :data:`MASTER_READY_IST` (Kite
+regenerates it each morning and flushes F&O tokens at every expiry), for the exchanges in
+``exchanges``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,9 +39,15 @@ from mental_trader.storage.base import Candles, dt_to_ns
 if TYPE_CHECKING:
     from mental_trader.config import Settings
 
-__all__ = ["KiteBroker"]
+__all__ = ["MASTER_READY_IST", "KiteBroker"]
 
 log = logging.getLogger(__name__)
+
+
+#: The IST time by which Kite has published the day's instrument dump (the morning
+#: regeneration; F&O tokens change at every expiry). A dump fetched earlier is refetched.
+MASTER_READY_IST = time(8, 30)
+_MASTER_READY_NS = (MASTER_READY_IST.hour * 3600 + MASTER_READY_IST.minute * 60) * 1_000_000_000
 
 
 def _utc_now() -> datetime:
@@ -168,7 +175,8 @@ class KiteBroker:
 
     async def _instruments(self) -> dict[str, Instrument]:
         self._check_open()
-        today = ist_date(dt_to_ns(self._now()))
+        # Kite regenerates the dump each morning: before MASTER_READY_IST it is yesterday's.
+        today = ist_date(dt_to_ns(self._now()) - _MASTER_READY_NS)
         async with self._master_lock:
             if self._master_day != today:
                 master: dict[str, Instrument] = {}
@@ -323,6 +331,7 @@ class KiteBroker:
             lateness_s=self.lateness_s,
             on_reconnect=self.on_reconnect,
         )
+        self._feeds = [f for f in self._feeds if not f.closed]
         self._feeds.append(feed)
         return await feed.open()
 

@@ -9,7 +9,10 @@ Which packets are ticks: Kite sends a packet whenever any field of the mode chan
 buy/sell quantities), not only on trades. For the engine a tick is a TRADE, so a tradable
 instrument's packet counts only when its cumulative day volume grew (its first packet
 always counts: the snapshot of the last trade); an index has no volume, and each of its
-packets is a new value. Tick time is the exchange timestamp, else the receive time.
+packets is a new value. A packet stamped on a later IST day starts that symbol's volume
+baseline again (a socket kept open overnight). Tick time is the exchange timestamp, else
+the market clock's now, and never more than 2 s ahead of now: one wrong stamp must not make
+every later tick late.
 
 Watermark (every tick before it has been yielded): the newest exchange time YIELDED, moved
 on by the wall time between that tick's arrival and the LAST FRAME RECEIVED (heartbeats
@@ -26,7 +29,9 @@ before any frame of the new connection. Bars of buckets missed entirely are then
 with the candles' OHLC and volume; the bar that was forming at the drop gets its full range
 and close (its open stays the first tick seen). The volume traded in that bar after the
 drop is attributed to the next live bar (the cumulative feed carries it), as a real feed's
-gap would be.
+gap would be. Candle volumes need not add up to the feed's own count, so live packets are
+still judged by the feed's volume, and each carries at least the volume the backfill
+replayed (the engine would read a drop as a new day).
 """
 
 from __future__ import annotations
@@ -48,13 +53,16 @@ from mental_trader.brokers.base import TickFrame
 from mental_trader.brokers.kite.decode import decode_ticks
 from mental_trader.brokers.kite.ticker import KiteTicker
 from mental_trader.errors import FeedDisconnected, InvalidInputError
-from mental_trader.storage.base import Candles, ns_to_dt
+from mental_trader.storage.base import Candles, dt_to_ns, ns_to_dt
 
 __all__ = ["BACKFILL_TIMEFRAME_S", "KiteFeed", "candles_to_ticks"]
 
 log = logging.getLogger(__name__)
 
 _NS = 1_000_000_000
+_DAY_S = 86_400
+_IST_OFFSET_S = 19_800
+_FUTURE_SLACK_NS = 2 * _NS  # how far a tick's time may lead the market clock
 _INDEX_SEGMENT = 9
 #: Candles the backfill replays (Kite's finest interval).
 BACKFILL_TIMEFRAME_S = 60
@@ -131,6 +139,8 @@ class KiteFeed:
         n = len(self._tokens)
         self._last_volume = np.full(n, -1.0)  # -1: no tick yet, the first always counts
         self._last_ts = np.zeros(n, dtype=np.int64)  # 0: no tick yet
+        self._volume_floor = np.zeros(n)  # the volume a backfill replayed up to
+        self._day_end = np.zeros(n, dtype=np.int64)  # next IST midnight after the last tick
         self._ticker = ticker
         self._history = history
         self._now = now
@@ -156,6 +166,11 @@ class KiteFeed:
     def symbols(self) -> tuple[str, ...]:
         """The subscribed symbols; a frame's symbol id ``i`` is ``symbols[i]``."""
         return self._symbols
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._closed
 
     @property
     def ticker(self) -> KiteTicker:
@@ -204,7 +219,7 @@ class KiteFeed:
                 yield frame
             if self._closed:
                 return
-            if self._ticker.state == "token_expired":
+            if self._ticker.state in ("token_expired", "failed"):
                 raise FeedDisconnected(self._ticker.last_disconnect, retryable=False)
             ready.clear()
             with contextlib.suppress(TimeoutError):
@@ -245,6 +260,14 @@ class KiteFeed:
         pos = np.searchsorted(self._sorted_tokens, token).clip(0, len(self._sorted_tokens) - 1)
         known = self._sorted_tokens[pos] == token
         ids = self._sorted_ids[pos]
+        # Tick time: the exchange's, else now; never ahead of now by more than the slack, so
+        # one wrong stamp (or a fast host clock) cannot make every later tick late.
+        now_ns = dt_to_ns(self._now())
+        stamp = cols.exchange_ts_ns
+        ts = np.minimum(np.where(stamp > 0, stamp, now_ns), now_ns + _FUTURE_SLACK_NS)
+        new_day = ts >= self._day_end[ids]
+        if new_day.any():  # the day's cumulative volume starts again from 0
+            self._new_day(ids[new_day & known], ts[new_day & known])
         volume = cols.volume
         trade = self._is_index[ids] | (volume > self._last_volume[ids])
         keep = known & trade
@@ -252,15 +275,20 @@ class KiteFeed:
             self.unknown_packets += int((~known).sum())
             if not keep.any():
                 return
-            ids, volume = ids[keep], volume[keep]
-            price, stamp = cols.last_price[keep], cols.exchange_ts_ns[keep]
+            ids, volume, ts, price = ids[keep], volume[keep], ts[keep], cols.last_price[keep]
         else:
-            price, stamp = cols.last_price, cols.exchange_ts_ns
-        recv_ns = time.time_ns()
-        ts = np.where(stamp > 0, stamp, recv_ns)
+            price = cols.last_price
         np.maximum.at(self._last_volume, ids, volume)
         np.maximum.at(self._last_ts, ids, ts)
-        self._push(ts, price, volume, ids)
+        # Never below what a backfill replayed: the engine reads a drop as a new day.
+        self._push(ts, price, np.maximum(volume, self._volume_floor[ids]), ids)
+
+    def _new_day(self, ids: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]) -> None:
+        """Forget the volume baselines of ``ids``: their ticks ``ts`` begin a new IST day."""
+        self._last_volume[ids] = -1.0
+        self._volume_floor[ids] = 0.0
+        local_s = ts // _NS + _IST_OFFSET_S
+        self._day_end[ids] = (local_s - local_s % _DAY_S + _DAY_S - _IST_OFFSET_S) * _NS
 
     def _push(
         self,
@@ -307,12 +335,14 @@ class KiteFeed:
             candles = await self._history(symbol, BACKFILL_TIMEFRAME_S, ns_to_dt(bucket), now)
             if not len(candles["ts"]):
                 continue
-            start_volume = max(0.0, float(self._last_volume[sid]))
+            start_volume = max(0.0, float(self._last_volume[sid]), self._volume_floor[sid])
             ts, price, qty = candles_to_ticks(
                 candles, BACKFILL_TIMEFRAME_S, start_volume, volume_from_ns=bucket + tf_ns
             )
             if not self._is_index[sid]:
-                self._last_volume[sid] = qty[-1]
+                # Candle volumes need not add up to the feed's own count: live packets are
+                # still judged by the feed's volume, and carry at least the replayed one.
+                self._volume_floor[sid] = qty[-1]
             self._last_ts[sid] = max(last, int(ts[-1]))
             parts.append((ts, np.full(len(ts), sid, dtype=np.int64)))
             prices.append(price)

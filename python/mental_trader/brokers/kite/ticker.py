@@ -48,7 +48,9 @@ _wire_log = logging.getLogger("mental_trader.brokers.kite.wire")
 _wire_log.setLevel(logging.WARNING)
 
 Mode = Literal["ltp", "quote", "full"]
-TickerState = Literal["idle", "connecting", "live", "reconnecting", "token_expired", "closed"]
+TickerState = Literal[
+    "idle", "connecting", "live", "reconnecting", "token_expired", "failed", "closed"
+]
 _MODES: tuple[Mode, ...] = ("ltp", "quote", "full")
 #: Tokens per subscribe / mode message (Kite takes up to 3,000 per connection).
 SUBSCRIBE_BATCH = 500
@@ -192,23 +194,28 @@ class KiteTicker:
             self._task = asyncio.create_task(self._run(), name="kite-ticker")
 
     async def wait_live(self, timeout_s: float) -> bool:
-        """Wait until a connection is up with its subscriptions sent; False on timeout."""
-        try:
-            await asyncio.wait_for(self._live.wait(), timeout_s)
-        except TimeoutError:
+        """Wait until a connection is up with its subscriptions sent; False on timeout, or
+        at once when the client gave up (token refused, failed) or was never started."""
+        task = self._task
+        if task is None:
             return False
-        return True
+        live = asyncio.ensure_future(self._live.wait())
+        try:
+            await asyncio.wait({live, task}, timeout=timeout_s, return_when="FIRST_COMPLETED")
+        finally:
+            live.cancel()
+        return self._live.is_set()
 
     async def close(self) -> None:
         """Close the connection and stop reconnecting; safe to call twice."""
         task, self._task = self._task, None
-        if self.state != "token_expired":
+        if self.state not in ("token_expired", "failed"):
             self.state = "closed"
         if self._ws is not None:
             self._ws.transport.abort()  # ends the read loop at once
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         ws, self._ws = self._ws, None
         if ws is not None:
@@ -223,6 +230,18 @@ class KiteTicker:
     # -- the connection loop -------------------------------------------------------------
 
     async def _run(self) -> None:
+        try:
+            await self._connect_loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or a broken set-up (a bad proxy): say so, stop
+            # The type only: some websockets errors quote the URL, which holds the token.
+            self.state = "failed"
+            self.last_disconnect = f"the WebSocket client failed: {type(exc).__name__}"
+            log.error("Kite WebSocket %s: %s", self._host, self.last_disconnect)
+            self._live.clear()
+
+    async def _connect_loop(self) -> None:
         attempt = 0
         while True:
             self.state = "connecting" if self.connections == 0 else "reconnecting"
