@@ -19,7 +19,7 @@ from mental_trader.brokers.kite.broker import KiteBroker
 from mental_trader.brokers.kite.session import TOKEN_FILE
 from mental_trader.brokers.kite.venue import KiteVenue
 from mental_trader.config import Settings, load_settings
-from mental_trader.errors import AuthError
+from mental_trader.errors import AuthError, BrokerError
 from mental_trader.risk import TradingState
 from mental_trader.runtime import open_service
 from mental_trader.service import DualTimeframeService
@@ -80,13 +80,19 @@ async def test_callback_route_logs_in_and_stores_the_token_owner_only(
         )
         assert failed.status_code == 400
         request_token = fake_kite.issue_request_token()
+        hurried = await anon.get("/kite/callback", params={"request_token": request_token})
+        assert hurried.status_code == 502  # one exchange a second: the flood guard
+        assert "just attempted" in hurried.json()["detail"]
+        await asyncio.sleep(1.05)
         ok = await anon.get("/kite/callback", params={"request_token": request_token})
         assert ok.status_code == 200, ok.text
         body = ok.json()
         assert body["session"].startswith("logged_in until")
         assert body["expires_at"].endswith("+05:30")
+        await asyncio.sleep(1.05)
         again = await anon.get("/kite/callback", params={"request_token": request_token})
         assert again.status_code == 502  # single use
+        assert "just attempted" not in again.json()["detail"]
         url = await anon.get("/broker/login", headers={"Authorization": f"Bearer {API_TOKEN}"})
         assert url.json()["login_url"].startswith("https://kite.zerodha.com/connect/login")
     path = tmp_path / TOKEN_FILE
@@ -134,3 +140,23 @@ async def test_a_refused_token_halts_trading_and_alerts_once(
         ]
         assert len(alerts) == 1
     assert fake_kite.access_token not in caplog.text
+
+
+async def test_a_login_of_another_kite_account_is_refused(
+    fake_kite: FakeKite, tmp_path: Path
+) -> None:
+    """The stored session belongs to one Kite user: a login as someone else must not switch
+    the live client to that account (our positions would go unmanaged)."""
+    settings = kite_settings(fake_kite, tmp_path, broker_access_token=fake_kite.access_token)
+    async with KiteBroker.from_settings(settings, now=fake_kite.now) as broker:
+        venue = KiteVenue(settings, broker)
+        venue.tokens.save(
+            "an-older-token", api_key=fake_kite.api_key, login_at=fake_kite.now(), user_id="ZZ9999"
+        )
+        ours = broker.rest.access_token
+        with pytest.raises(BrokerError, match="another account"):
+            await venue.login(fake_kite.issue_request_token())
+        assert broker.rest.access_token == ours  # still our account's session
+        stored = venue.tokens.read()
+        assert stored is not None
+        assert stored.user_id == "ZZ9999"  # the token file is not replaced either

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine, MutableMapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ __all__ = ["LOGIN_HINT", "KiteVenue"]
 
 log = logging.getLogger(__name__)
 
+_LOGIN_INTERVAL_S = 1.0  # the least time between two request-token exchanges
 #: What to do about a missing or dead session.
 LOGIN_HINT = "log in: run `python -m mental_trader kite login` and open the URL it prints"
 
@@ -79,6 +81,8 @@ class KiteVenue:
         self.gateway: KiteGateway | None = None
         self._lost = False
         self._expires_at: datetime | None = None
+        self._login_lock = asyncio.Lock()
+        self._last_login_mono = float("-inf")
         broker.on_auth_failure = self._session_lost
         broker.rest.on_token_error = self._token_error
         if broker.rest.access_token is None:
@@ -124,12 +128,33 @@ class KiteVenue:
             When the new token expires (06:00 IST next day).
 
         Raises:
-            BrokerError: no BROKER_API_SECRET, or Kite refused the request token.
+            BrokerError: no BROKER_API_SECRET; Kite refused the request token; another
+                login less than a second ago; or the session is another Kite account's
+                than the stored one (the previous token stays in use).
         """
         secret = self.settings.broker_api_secret
         if secret is None:
             raise BrokerError("Kite login needs BROKER_API_SECRET")
-        session = await self.broker.rest.create_session(request_token, secret.get_secret_value())
+        # The callback is public: one exchange at a time, and not more than one a second,
+        # so a flood of requests cannot crowd the order reads out of the REST rate limit.
+        async with self._login_lock:
+            wait = self._last_login_mono + _LOGIN_INTERVAL_S - time.monotonic()
+            if wait > 0:
+                raise BrokerError("a Kite login was just attempted: try again in a second")
+            self._last_login_mono = time.monotonic()
+            return await self._exchange(request_token, secret.get_secret_value())
+
+    async def _exchange(self, request_token: str, api_secret: str) -> datetime:
+        rest = self.broker.rest
+        previous = rest.access_token
+        known = await asyncio.to_thread(self.tokens.read)
+        session = await rest.create_session(request_token, api_secret)
+        if known is not None and known.user_id and session.user_id != known.user_id:
+            rest.access_token = previous  # another account's session: do not trade on it
+            raise BrokerError(
+                f"the Kite login is for another account ({session.user_id}, not "
+                f"{known.user_id}); log in with the account this service trades"
+            )
         now = self._now()
         stored = await asyncio.to_thread(
             self.tokens.save,
