@@ -20,22 +20,21 @@ import contextlib
 import dataclasses
 import gc
 import logging
-import math
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Coroutine, MutableMapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from mental_trader.api.metrics import Metrics
-from mental_trader.backfill import backfill
 from mental_trader.brokers.base import Broker, Feed
 from mental_trader.calendar import IST, TradingCalendar, ist_date
 from mental_trader.config import Settings
 from mental_trader.core import BarEvent, Engine
 from mental_trader.errors import InvalidInputError
 from mental_trader.execution import ChargesTable, Executor, OrderGateway, PaperGateway
+from mental_trader.execution.venue import Venue
 from mental_trader.models import EmaStateRow, Event, Instrument, Side
 from mental_trader.notify import Notifier
 from mental_trader.options.desk import (
@@ -48,11 +47,12 @@ from mental_trader.options.manager import OptionsParams
 from mental_trader.options.ranking import RankingParams
 from mental_trader.risk import RiskManager
 from mental_trader.storage import CandleRow, Store, StoreWriter
-from mental_trader.storage.base import Candles, ns_to_dt
+from mental_trader.storage.base import ns_to_dt
 from mental_trader.strategy import PositionView, Signal, Strategy
 from mental_trader.strategy.registry import strategy_for_mode
+from mental_trader.warmup import warm_up
 
-__all__ = ["DualTimeframeService", "ServiceClock", "Venue"]
+__all__ = ["DualTimeframeService", "ServiceClock"]
 
 log = logging.getLogger(__name__)
 
@@ -92,45 +92,6 @@ class _SymbolState:
     last_tick_ns: int | None = None
     events: dict[str, BarEvent] = dataclasses.field(default_factory=dict)
     view: PositionView | None = None
-
-
-class Venue(Protocol):
-    """A real broker's session and order gateway (see ``brokers.kite.venue.KiteVenue``).
-
-    Without one the service trades on paper against its broker's prices (the sim).
-    """
-
-    def session_state(self) -> str:
-        """The broker session as ``/health`` shows it (no secret)."""
-        ...
-
-    def require_session(self) -> None:
-        """Raise :class:`~mental_trader.errors.AuthError` unless the session is live."""
-        ...
-
-    async def open_gateway(
-        self,
-        store: Store,
-        *,
-        instruments: MutableMapping[str, Instrument],
-        charges: ChargesTable,
-        clock: ServiceClock,
-    ) -> OrderGateway:
-        """The order gateway (live: after reconciling the store with the broker)."""
-        ...
-
-    def tasks(self) -> list[Coroutine[Any, Any, None]]:
-        """Coroutines to run beside the engine while it trades."""
-        ...
-
-    async def login(self, request_token: str) -> datetime:
-        """Exchange a login's request token for a new session; its expiry."""
-        ...
-
-    @property
-    def login_url(self) -> str:
-        """Where the user logs in."""
-        ...
 
 
 class DualTimeframeService:
@@ -368,86 +329,17 @@ class DualTimeframeService:
 
     async def _warm_up(self) -> None:
         """Stored bars (history fetched for what is missing) → engine, then EMA states."""
-        tf = self.engine.timeframe_s
-        # Enough primary bars for the confirm timeframe's slow EMA too (21 x 5 = 105 for
-        # scalp), else the trend filter has no trend and nothing trades for hours.
-        ratio = self.engine.confirm_timeframe_s // tf
-        n = max(self.settings.warmup_bars, (self.engine.slow + 1) * ratio)
-        stored = await self.store.load_last_candles(self.symbols, tf, n)
-        if any(len(c["ts"]) < n for c in stored.values()):
-            per_day = max(1, self.calendar.session_seconds // tf)
-            days = min(60, math.ceil(n / per_day) + 1)
-            report = await backfill(
-                self.store,
-                self.broker,
-                self.calendar,
-                self.symbols,
-                days,
-                tf,
-                progress=False,
-                now=self.clock.now(),
-            )
-            log.info("warm-up history: %s", report.summary())
-            stored = await self.store.load_last_candles(self.symbols, tf, n)
-        primary = await self.store.load_ema_states(self.symbols, tf)
-        confirm = await self.store.load_ema_states(self.symbols, self.engine.confirm_timeframe_s)
-        # The stream resumes where the EARLIEST symbol's stored bars end: symbols closed
-        # their bars at different ticks, so a stop may have stored one symbol's last bar and
-        # not another's. Ticks the others already have are late for them and dropped.
-        resume: int | None = None
-        for symbol in self.symbols:
-            bars = stored[symbol]
-            sid = self._ids[symbol]
-            day_volume = await self._day_volume(symbol, bars)
-            events = self.engine.warm_up(sid, bars, day_volume=day_volume)
-            if len(bars["ts"]):
-                last = int(bars["ts"][-1])
-                end = last + tf * 1_000_000_000
-                resume = end if resume is None else min(resume, end)
-                state = primary.get(symbol)
-                if state is not None and state.bar_ts == ns_to_dt(last):
-                    self.engine.restore_emas(
-                        sid, confirm=False, fast=state.fast_state, slow=state.slow_state
-                    )
-                last_confirm = [e for e in events if e.is_confirm]
-                cstate = confirm.get(symbol)
-                if (
-                    cstate is not None
-                    and last_confirm
-                    and cstate.bar_ts == ns_to_dt(last_confirm[-1].bar.ts)
-                ):
-                    self.engine.restore_emas(
-                        sid, confirm=True, fast=cstate.fast_state, slow=cstate.slow_state
-                    )
-            for ev in events:  # the strategy learns the confirm trend; history trades nothing
-                self.strategy.on_bar_close(ev, symbol, None)
-                self._remember(symbol, ev)
-        self.strategy.drop_pending()  # history never trades
-        self._resume_ns = resume
-        log.info(
-            "warmed up %d symbol(s) from %d stored bar(s) each at most",
-            len(self.symbols),
-            n,
+        self._resume_ns = await warm_up(
+            self.engine,
+            self.strategy,
+            store=self.store,
+            broker=self.broker,
+            calendar=self.calendar,
+            symbols=self.symbols,
+            warmup_bars=self.settings.warmup_bars,
+            now=self.clock.now(),
+            remember=self._remember,
         )
-
-    async def _day_volume(self, symbol: str, bars: Candles) -> float | None:
-        """The volume of the last stored bar's day so far, if the store has that whole day.
-
-        With it the engine continues the feed's cumulative day volume exactly; without it
-        the first tick after the restart only sets the baseline.
-        """
-        if not len(bars["ts"]):
-            return None
-        last = int(bars["ts"][-1])
-        day = ist_date(last)
-        open_ns, _ = self.calendar.session_bounds_ns(day)
-        if int(bars["ts"][0]) <= open_ns:  # the warm-up bars already hold the whole day
-            return float(bars["volume"][bars["ts"] >= open_ns].sum())
-        tf = self.engine.timeframe_s
-        day_bars = await self.store.load_candles(symbol, tf, start_ns=open_ns, end_ns=last + 1)
-        if not len(day_bars["ts"]) or int(day_bars["ts"][0]) != open_ns:
-            return None  # the day's first bars are missing: the sum would be wrong
-        return float(day_bars["volume"].sum())
 
     # ----------------------------------------------------------------- the loop
 
