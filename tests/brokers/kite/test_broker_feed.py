@@ -19,7 +19,7 @@ from mental_trader.brokers.kite.broker import KiteBroker
 from mental_trader.brokers.kite.feed import KiteFeed, candles_to_ticks
 from mental_trader.brokers.kite.rest import KiteRest
 from mental_trader.core import Engine, build_bars
-from mental_trader.errors import FeedDisconnected
+from mental_trader.errors import FeedDisconnected, InvalidInputError
 from mental_trader.storage.base import ns_to_dt
 from mental_trader.testing.fake_kite import FakeKite
 
@@ -289,3 +289,24 @@ async def test_the_websocket_url_and_token_are_never_logged(
     assert any("Kite WebSocket" in r.getMessage() for r in caplog.records)
     assert fake.access_token not in caplog.text
     assert "access_token=" not in caplog.text
+
+
+async def test_option_chain_over_rest_matches_the_exchange(fake_kite: FakeKite) -> None:
+    """The chain built from the instrument dump and one batch of quotes: every listed strike
+    of the expiry, each side's contracts and touch as the exchange quotes them."""
+    async with kite_broker(fake_kite) as broker:
+        listed = await broker.instruments()
+        expiries = sorted({i.expiry for i in listed if i.underlying == "NSE:NIFTY 50" and i.expiry})
+        assert expiries
+        chain = await broker.option_chain("NSE:NIFTY 50", expiries[0])
+        want = await fake_kite.sim.option_chain("NSE:NIFTY 50", expiries[0])
+        with pytest.raises(InvalidInputError):
+            await broker.option_chain("NSE:NIFTY 50", expiries[0].replace(year=2030))
+    np.testing.assert_array_equal(chain.strike, want.strike)
+    assert chain.ce.symbols == want.ce.symbols
+    assert chain.pe.symbols == want.pe.symbols
+    assert chain.lot_size == want.lot_size
+    quoted = ~np.isnan(chain.ce.bid) & ~np.isnan(chain.ce.ask)
+    assert quoted.sum() >= len(chain.strike) // 2
+    assert (chain.ce.bid[quoted] < chain.ce.ask[quoted]).all()
+    assert chain.spot == pytest.approx(want.spot, rel=0.01)
