@@ -84,15 +84,12 @@ async def open_service(
         broker = await stack.enter_async_context(
             SimBroker.from_settings(settings, calendar=calendar, clock=clock)
         )
-        notifier = Notifier(settings)
-        await notifier.start()
-        stack.push_async_callback(notifier.close)
         service = DualTimeframeService(
             settings,
             store=store,
             broker=broker,
             calendar=calendar,
-            notifier=notifier,
+            notifier=await _notifier(settings, stack),
             market_now=clock.now,
             options_timing=DeskTiming.for_speed(clock.speed),
         )
@@ -117,16 +114,13 @@ async def _kite_service(
 ) -> DualTimeframeService:
     now = market_now or _wall_clock
     broker = await stack.enter_async_context(KiteBroker.from_settings(settings, now=now))
-    notifier = Notifier(settings)
-    await notifier.start()
-    stack.push_async_callback(notifier.close)
     venue = KiteVenue(settings, broker)
     service = DualTimeframeService(
         settings,
         store=store,
         broker=broker,
         calendar=calendar,
-        notifier=notifier,
+        notifier=await _notifier(settings, stack),
         market_now=now,
         options_timing=DeskTiming.for_speed(1.0),
         venue=venue,
@@ -142,6 +136,14 @@ async def _kite_service(
         venue.session_state(),
     )
     return service
+
+
+async def _notifier(settings: Settings, stack: AsyncExitStack) -> Notifier:
+    """The notifier, started, and closed with the stack."""
+    notifier = Notifier(settings)
+    await notifier.start()
+    stack.push_async_callback(notifier.close)
+    return notifier
 
 
 def _wall_clock() -> datetime:
