@@ -165,6 +165,15 @@ def test_kill_switch_halts_and_requests_a_flatten() -> None:
     assert risk.state is TradingState.HALTED
 
 
+def test_a_halt_without_flatten_blocks_entries_and_sends_nothing() -> None:
+    risk, _ = manager()
+    risk.halt("the broker refused our session", flatten=False)
+    assert risk.state is TradingState.HALTED
+    assert not risk.flatten_requested
+    assert risk.take_flatten_request() is None
+    assert not risk.check_entry(REL, Side.BUY, 1, 100.0).allowed
+
+
 def test_daily_loss_limit_counts_realized_and_unrealized_net() -> None:
     risk, _ = manager(daily_loss_limit=2000)
     risk.entry_reserved(REL)

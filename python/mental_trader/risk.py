@@ -289,13 +289,18 @@ class RiskManager:
 
     # -- states -----------------------------------------------------------------------
 
-    def halt(self, reason: str) -> None:
-        """Kill switch: HALTED (no entries) and request a flatten, until the next session."""
+    def halt(self, reason: str, *, flatten: bool = True) -> None:
+        """Kill switch: HALTED (no entries) until the next session, and request a flatten.
+
+        ``flatten=False`` halts without the flatten: when the broker refuses our session,
+        every exit order would be refused too, and retrying them would only loop.
+        """
         if self.state is not TradingState.HALTED:
             log.warning("trading HALTED: %s", reason)
         self.state = TradingState.HALTED
         self.state_reason = reason
-        self._flatten_reason = reason
+        if flatten:
+            self._flatten_reason = reason
 
     def reduce(self, reason: str) -> None:
         """Exits only (no flatten). Does nothing when HALTED."""

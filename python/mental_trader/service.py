@@ -407,7 +407,7 @@ class DualTimeframeService:
         Nothing is sent to the broker (no flatten): every order would be refused with the
         same dead token, so open positions wait for the new login.
         """
-        self.risk.halt(message)
+        self.risk.halt(message, flatten=False)
         log.error("%s", message)
         self._notify("alert", {"message": message})
         self._event("session", message, level="ERROR")

@@ -130,6 +130,8 @@ async def test_a_refused_token_halts_trading_and_alerts_once(
                 await venue.broker.ltp(["NSE:INFY"])
         assert service.risk.state is TradingState.HALTED
         assert "log in" in service.risk.state_reason
+        # no flatten: every exit would be refused with the same dead token, in a loop
+        assert service.risk.take_flatten_request() is None
         assert service.health()["broker_session"].startswith("expired")
         with pytest.raises(AuthError):
             venue.require_session()
