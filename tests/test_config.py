@@ -598,3 +598,12 @@ def test_env_example_loads_to_the_defaults(caplog: pytest.LogCaptureFixture) -> 
         from_example = load_settings(_env_file=ENV_EXAMPLE)
     assert not caplog.records
     assert from_example.model_dump() == load_settings(_env_file=None).model_dump()
+
+
+def test_freeze_quantities_parse_by_options_name() -> None:
+    settings = load_settings(_env_file=None, freeze_qty="NIFTY=1800, banknifty=600")
+    assert settings.freeze_qty == {"NIFTY": 1800, "BANKNIFTY": 600}
+    assert load_settings(_env_file=None).freeze_qty == {}
+    for bad in ("NIFTY", "NIFTY=lots", "NIFTY=0", "=1800"):
+        with pytest.raises(ConfigError, match="FREEZE_QTY"):
+            load_settings(_env_file=None, freeze_qty=bad)

@@ -240,6 +240,10 @@ class Settings(BaseSettings):
     # -- options --------------------------------------------------------------------
     options_enabled: bool = False
     options_underlyings: Annotated[tuple[str, ...], NoDecode] = ("NIFTY",)
+    # NSE's freeze quantities (units per order) by options name, e.g. "NIFTY=1800,
+    # BANKNIFTY=600": revised about monthly, not in Kite's dump. Orders above them are sent
+    # with Kite's autoslice; a name without one is never sliced (the exchange may refuse).
+    freeze_qty: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
     options_min_days_to_expiry: int = Field(0, ge=0, le=365)
     options_max_lots: int = Field(2, ge=1, le=1000)
     options_premium_risk: float = Field(2000.0, gt=0)
@@ -386,6 +390,24 @@ class Settings(BaseSettings):
             if name not in names:
                 names.append(name)
         return tuple(names)
+
+    @field_validator("freeze_qty", mode="before")
+    @classmethod
+    def _freeze_qty(cls, value: object) -> dict[str, int]:
+        if isinstance(value, dict):
+            entries = [f"{k}={v}" for k, v in value.items()]
+        else:
+            entries = list(_split(value))
+        out: dict[str, int] = {}
+        for entry in entries:
+            name, sep, qty = entry.partition("=")
+            name = name.strip().upper()
+            if not sep or not _SYMBOL.fullmatch(name) or not qty.strip().isdigit():
+                raise _fail(f"malformed entry {entry!r} (use NAME=UNITS, e.g. NIFTY=1800)")
+            if int(qty) < 1:
+                raise _fail(f"{name}: a freeze quantity must be >= 1")
+            out[name] = int(qty)
+        return out
 
     @field_validator("extra_holidays", "extra_sessions", mode="before")
     @classmethod
@@ -727,7 +749,8 @@ _PUBLIC_FIELDS = (
     "max_position_value", "max_open_positions", "max_trades_per_day", "daily_loss_limit",
     "max_orders_per_second", "product",
     "paper_half_spread_bps", "paper_slippage_bps", "charges_file",
-    "options_enabled", "options_underlyings", "options_min_days_to_expiry", "options_max_lots",
+    "options_enabled", "options_underlyings", "freeze_qty", "options_min_days_to_expiry",
+    "options_max_lots",
     "options_premium_risk", "options_debounce_s", "options_cooldown_s", "options_stop_pct",
     "options_target_pct", "options_min_oi_percentile", "options_max_spread_pct",
     "options_delta_min", "options_delta_max", "options_weight_oi", "options_weight_spread",

@@ -77,6 +77,17 @@ async def test_instruments_history_and_quotes_match_the_market(fake_kite: FakeKi
     assert fake_kite.rate_limit_violations == []
 
 
+async def test_freeze_quantities_from_settings_reach_the_option_contracts(
+    fake_kite: FakeKite,
+) -> None:
+    async with kite_broker(fake_kite, freeze_qty={"NIFTY": 1800}) as broker:
+        listed = await broker.instruments()
+    options = [i for i in listed if i.instrument_type in ("CE", "PE")]
+    assert options
+    assert {i.freeze_qty for i in options if i.underlying == "NSE:NIFTY 50"} == {1800}
+    assert next(i for i in listed if i.symbol == "NSE:INFY").freeze_qty is None
+
+
 async def test_feed_yields_engine_frames_of_trades(fake_kite: FakeKite) -> None:
     async with kite_broker(fake_kite) as broker:
         feed = await broker.subscribe(SYMBOLS)

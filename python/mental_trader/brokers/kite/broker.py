@@ -70,6 +70,8 @@ class KiteBroker:
             gateway re-reads the order book there).
         on_auth_failure: called once when Kite refuses the access token on the WebSocket.
         on_order: receives each order update the WebSocket carries (the live gateway's).
+        freeze_qty: NSE freeze quantities by options name (FREEZE_QTY): not in Kite's
+            dump, they go onto the F&O instruments so larger orders are autosliced.
 
     The three callbacks are attributes too: the service sets them once the gateway exists,
     before it subscribes.
@@ -90,8 +92,10 @@ class KiteBroker:
         on_reconnect: Callable[[], Awaitable[None]] | None = None,
         on_auth_failure: Callable[[str], None] | None = None,
         on_order: Callable[[Mapping[str, Any]], None] | None = None,
+        freeze_qty: Mapping[str, int] | None = None,
     ) -> None:
         self.rest = rest
+        self.freeze_qty = dict(freeze_qty or {})
         self._api_key = api_key
         self.ws_url = ws_url
         self.exchanges = tuple(exchanges)
@@ -138,6 +142,7 @@ class KiteBroker:
             ws_url=settings.broker_ws_url,
             now=now,
             silence_s=silence_s,
+            freeze_qty=settings.freeze_qty,
         )
 
     def __repr__(self) -> str:
@@ -181,7 +186,8 @@ class KiteBroker:
             if self._master_day != today:
                 master: dict[str, Instrument] = {}
                 for exchange in self.exchanges:
-                    for inst in await self.rest.instruments(exchange):
+                    listed = await self.rest.instruments(exchange, freeze_qty=self.freeze_qty)
+                    for inst in listed:
                         master[inst.symbol] = inst
                 self._master, self._master_day = master, today
                 log.info("Kite instrument master: %d instrument(s)", len(master))
