@@ -20,11 +20,12 @@ import pytest
 
 from mental_trader.brokers.kite.rest import KiteRest
 from mental_trader.calendar import IST
-from mental_trader.config import load_settings
 from mental_trader.execution.reconcile import ReconcileError
 from mental_trader.models import OrderStatus
 from mental_trader.runtime import open_service
 from mental_trader.testing.fake_kite import FakeKite
+
+from ._settings import kite_settings
 
 Factory = Callable[..., AbstractAsyncContextManager[FakeKite]]
 WATCHLIST = ("NSE:INFY", "NSE:RELIANCE", "NSE:ICICIBANK")
@@ -35,18 +36,12 @@ async def test_a_session_trades_through_the_fake_kite_server(
 ) -> None:
     start = datetime.combine(datetime(2026, 3, 2).date(), time(11, 0), tzinfo=IST)
     async with fake_kite_factory(start=start, speed=600.0, watchlist=WATCHLIST) as fake:
-        settings = load_settings(
-            _env_file=None,
-            broker="kite",
+        settings = kite_settings(
+            fake,
+            tmp_path,
             execution="live",
-            broker_api_key=fake.api_key,
-            broker_api_secret="fake_api_secret",
             broker_access_token=fake.access_token,
-            broker_rest_url=fake.rest_url,
-            broker_ws_url=fake.ws_url,
-            data_dir=tmp_path,
             watchlist=",".join(WATCHLIST),
-            api_token="kite-e2e-token-0123456789abcdef",
         )
         async with open_service(settings, market_now=fake.now) as service:
             await service.start()
@@ -99,18 +94,12 @@ async def test_live_trading_is_refused_when_kite_and_the_store_disagree(
     """A position at the broker that the store does not know (a manual trade): start-up
     reconciliation fails, and the service places no order at all."""
     async with fake_kite_factory(watchlist=WATCHLIST) as fake:
-        settings = load_settings(
-            _env_file=None,
-            broker="kite",
+        settings = kite_settings(
+            fake,
+            tmp_path,
             execution="live",
-            broker_api_key=fake.api_key,
-            broker_api_secret="fake_api_secret",
             broker_access_token=fake.access_token,
-            broker_rest_url=fake.rest_url,
-            broker_ws_url=fake.ws_url,
-            data_dir=tmp_path,
             watchlist=",".join(WATCHLIST),
-            api_token="kite-e2e-token-0123456789abcdef",
         )
         async with KiteRest(
             fake.api_key, access_token=fake.access_token, base_url=fake.rest_url, clock=fake.now

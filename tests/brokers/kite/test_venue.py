@@ -9,7 +9,6 @@ import stat
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -18,31 +17,15 @@ from mental_trader.api import create_app
 from mental_trader.brokers.kite.broker import KiteBroker
 from mental_trader.brokers.kite.session import TOKEN_FILE
 from mental_trader.brokers.kite.venue import KiteVenue
-from mental_trader.config import Settings, load_settings
 from mental_trader.errors import AuthError, BrokerError
 from mental_trader.risk import TradingState
 from mental_trader.runtime import open_service
 from mental_trader.service import DualTimeframeService
 from mental_trader.testing.fake_kite import FakeKite
 
+from ._settings import API_TOKEN, kite_settings
+
 Factory = Callable[..., AbstractAsyncContextManager[FakeKite]]
-API_TOKEN = "venue-test-token-0123456789abcdef"
-
-
-def kite_settings(fake: FakeKite, tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "_env_file": None,
-        "broker": "kite",
-        "broker_api_key": fake.api_key,
-        "broker_api_secret": "fake_api_secret",
-        "broker_rest_url": fake.rest_url,
-        "broker_ws_url": fake.ws_url,
-        "data_dir": tmp_path,
-        "watchlist": "INFY,RELIANCE",
-        "api_token": API_TOKEN,
-    }
-    values.update(overrides)
-    return load_settings(**values)
 
 
 @pytest.fixture
