@@ -52,6 +52,7 @@ import numpy.typing as npt
 from mental_trader.brokers.base import TickFrame
 from mental_trader.brokers.kite.decode import decode_ticks
 from mental_trader.brokers.kite.ticker import KiteTicker
+from mental_trader.calendar import UTC_OFFSET_MINUTES
 from mental_trader.errors import FeedDisconnected, InvalidInputError
 from mental_trader.storage.base import Candles, dt_to_ns, ns_to_dt
 
@@ -61,7 +62,7 @@ log = logging.getLogger(__name__)
 
 _NS = 1_000_000_000
 _DAY_S = 86_400
-_IST_OFFSET_S = 19_800
+_IST_OFFSET_S = UTC_OFFSET_MINUTES * 60
 _FUTURE_SLACK_NS = 2 * _NS  # how far a tick's time may lead the market clock
 _INDEX_SEGMENT = 9
 #: Candles the backfill replays (Kite's finest interval).
