@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from mental_trader.brokers.kite.broker import KiteBroker
 from mental_trader.brokers.kite.errors import KiteTokenError
-from mental_trader.brokers.kite.session import SessionStatus, TokenStore, login_url
+from mental_trader.brokers.kite.session import TokenStore, login_url
 from mental_trader.errors import AuthError, BrokerError
 from mental_trader.execution.charges import ChargesTable
 from mental_trader.execution.live import KiteGateway
@@ -86,10 +86,12 @@ class KiteVenue:
         broker.on_auth_failure = self._session_lost
         broker.rest.on_token_error = self._token_error
         if broker.rest.access_token is None:
-            stored = self.tokens.load(self._now(), api_key=self._api_key)
-            if stored is not None:
-                broker.rest.access_token = stored.access_token.get_secret_value()
+            # Read once: /health must answer from memory, never from the file.
+            stored = self.tokens.read()
+            if stored is not None and stored.api_key == self._api_key:
                 self._expires_at = stored.expires_at
+                if stored.is_valid(self._now()):
+                    broker.rest.access_token = stored.access_token.get_secret_value()
 
     # -- session -------------------------------------------------------------------------
 
@@ -104,9 +106,8 @@ class KiteVenue:
         if self._lost:
             return f"expired: Kite refused the access token; {LOGIN_HINT}"
         if self.broker.rest.access_token is None:
-            state = self.tokens.state(self._now())
-            if state.status is SessionStatus.EXPIRED and state.expires_at is not None:
-                return f"expired at {state.expires_at.isoformat()}; {LOGIN_HINT}"
+            if self._expires_at is not None:  # the stored session expired
+                return f"expired at {self._expires_at.isoformat()}; {LOGIN_HINT}"
             return f"missing: {LOGIN_HINT}"
         if self._expires_at is not None:
             if self._now() >= self._expires_at:
