@@ -346,7 +346,13 @@ class BarEvent:
     """A bar closed by :class:`Engine`, with the EMAs and crossover it produced.
 
     ``is_confirm`` tells a confirm-timeframe bar from a primary one. ``ema_fast`` and
-    ``ema_slow`` are None until warmed up; ``cross`` is +1, -1 or 0.
+    ``ema_slow`` are None until warmed up; ``cross`` is +1, -1 or 0. ``end_ns`` is when the
+    bar closed (its bucket end, cut at the session close).
+
+    The ``confirm_*`` fields are the last confirm bar closed by ``end_ns``: for a primary
+    event, including a confirm bar that closes with it (the engine emits that confirm event
+    right after the primary one); for a confirm event, that bar itself. ``confirm_trend`` is
+    +1 when its fast EMA is above the slow, -1 below, 0 when equal or not warmed up.
     """
 
     @property
@@ -363,6 +369,16 @@ class BarEvent:
     def ema_slow(self) -> float | None: ...
     @property
     def cross(self) -> int: ...
+    @property
+    def end_ns(self) -> int: ...
+    @property
+    def confirm_ts(self) -> int | None: ...
+    @property
+    def confirm_ema_fast(self) -> float | None: ...
+    @property
+    def confirm_ema_slow(self) -> float | None: ...
+    @property
+    def confirm_trend(self) -> int: ...
     def __eq__(self, other: object, /) -> bool: ...
 
 @final
@@ -440,7 +456,8 @@ class Engine:
 
         Returns ``{"primary": columns, "confirm": columns}``, events in emission order, with
         the bar columns of :func:`build_bars` plus ``symbol``, ``ema_fast``, ``ema_slow``
-        (float64, NaN until ready) and ``cross`` (int8). With ``flush=True`` open bars are
+        (float64, NaN until ready), ``cross`` (int8), ``end_ns`` (int64) and
+        ``confirm_trend`` (int8; see :class:`BarEvent`). With ``flush=True`` open bars are
         closed at the end. The whole batch is validated before any tick is applied, so a
         bad input changes nothing.
         """

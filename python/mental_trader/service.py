@@ -491,13 +491,14 @@ class DualTimeframeService:
         from there to the moment the signal object exists.
         """
         names, strategy, states = self.symbols, self.strategy, self._state
-        skip_quiet, deferred = strategy.skips_quiet_bars, strategy.deferred
+        skip_quiet = strategy.skips_quiet_bars
         for ev in events:
+            if skip_quiet and ev.is_confirm:
+                continue  # the strategy promised nothing happens on a confirm bar
             symbol = names[ev.symbol]
             st = states[symbol]
-            quiet = not ev.cross and st.view is None and not ev.is_confirm
-            if quiet and skip_quiet and symbol not in deferred:
-                continue  # the strategy promised nothing happens on a quiet bar
+            if skip_quiet and not ev.cross and st.view is None:
+                continue  # ... nor on a quiet primary bar without a position
             signals = strategy.on_bar_close(ev, symbol, st.view)
             if signals:
                 latency = (time.perf_counter_ns() - t0) / 1e9

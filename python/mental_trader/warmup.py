@@ -3,8 +3,8 @@
 :func:`warm_up` loads the last bars per symbol from the store (fetching history through the
 broker for whatever is missing), runs them through the engine, restores the EMA states
 stored with the last bars (so a restart continues with the same EMA values as an
-uninterrupted run), and lets the strategy learn the confirm trend from them. History never
-trades: deferred entries are dropped at the end.
+uninterrupted run), and shows the strategy every event of them. History never trades:
+what the strategy returns for it is discarded.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ async def warm_up(
 
     Args:
         engine: a fresh engine.
-        strategy: the strategy; it sees every warm-up event and keeps no deferred entry.
+        strategy: the strategy; it sees every warm-up event (its signals are discarded).
         store: the store (bars, EMA states; history is backfilled into it).
         broker: where missing history comes from.
         calendar: the trading calendar.
@@ -97,10 +97,9 @@ async def warm_up(
                 engine.restore_emas(
                     sid, confirm=True, fast=cstate.fast_state, slow=cstate.slow_state
                 )
-        for ev in events:  # the strategy learns the confirm trend; history trades nothing
+        for ev in events:  # the strategy may learn from history; history trades nothing
             strategy.on_bar_close(ev, symbol, None)
             remember(symbol, ev)
-    strategy.drop_pending()  # history never trades
     log.info("warmed up %d symbol(s) from %d stored bar(s) each at most", len(symbols), n)
     return resume
 

@@ -44,6 +44,11 @@ pub struct Event {
     /// NaN until warmed up.
     pub ema_slow: f64,
     pub cross: i8,
+    /// When the bar closed: its bucket end (cut at the session close), ns UTC.
+    pub end_ns: i64,
+    /// The last confirm bar closed by `end_ns`, this event's own bar included: the trend
+    /// a strategy filters a primary cross with. For a confirm event, that bar itself.
+    pub confirm: Trend,
 }
 
 impl PartialEq for Event {
@@ -54,6 +59,43 @@ impl PartialEq for Event {
             && self.ema_fast.to_bits() == other.ema_fast.to_bits()
             && self.ema_slow.to_bits() == other.ema_slow.to_bits()
             && self.cross == other.cross
+            && self.end_ns == other.end_ns
+            && self.confirm == other.confirm
+    }
+}
+
+/// The EMAs of one timeframe as of its last closed bar. Equality is exact (NaN == NaN).
+#[derive(Debug, Clone, Copy)]
+pub struct Trend {
+    /// `ts` of that bar; [`Trend::NO_BAR`] before the first.
+    pub ts: i64,
+    /// NaN until warmed up.
+    pub fast: f64,
+    /// NaN until warmed up.
+    pub slow: f64,
+}
+
+impl Trend {
+    /// `ts` of a timeframe that has closed no bar yet.
+    pub const NO_BAR: i64 = i64::MIN;
+
+    /// +1 when fast > slow, -1 when fast < slow, 0 when equal or undefined.
+    pub fn sign(&self) -> i8 {
+        if self.fast > self.slow {
+            1
+        } else if self.fast < self.slow {
+            -1
+        } else {
+            0
+        }
+    }
+}
+
+impl PartialEq for Trend {
+    fn eq(&self, other: &Self) -> bool {
+        self.ts == other.ts
+            && self.fast.to_bits() == other.fast.to_bits()
+            && self.slow.to_bits() == other.slow.to_bits()
     }
 }
 
@@ -63,6 +105,8 @@ struct Leg {
     fast: Ema,
     slow: Ema,
     cross: Cross,
+    /// `ts` of the last bar through the EMAs ([`Trend::NO_BAR`] before the first).
+    last_ts: i64,
 }
 
 impl Leg {
@@ -71,6 +115,7 @@ impl Leg {
             fast: Ema::try_new(fast)?,
             slow: Ema::try_new(slow)?,
             cross: Cross::default(),
+            last_ts: Trend::NO_BAR,
         })
     }
 
@@ -91,17 +136,37 @@ impl Leg {
         Ok(())
     }
 
-    fn on_bar(&mut self, bar: Bar, timeframe_s: i64, is_confirm: bool) -> CoreResult<Event> {
+    /// Where the EMAs stand after the last bar.
+    fn trend(&self) -> Trend {
+        Trend {
+            ts: self.last_ts,
+            fast: self.fast.value_or_nan(),
+            slow: self.slow.value_or_nan(),
+        }
+    }
+
+    /// A closed bar through the EMAs. The event's `confirm` is this leg's own trend; the
+    /// primary leg's caller replaces it with the confirm leg's.
+    fn on_bar(
+        &mut self,
+        bar: Bar,
+        end_ns: i64,
+        timeframe_s: i64,
+        is_confirm: bool,
+    ) -> CoreResult<Event> {
         self.fast.update(bar.close)?;
         self.slow.update(bar.close)?;
-        let (f, s) = (self.fast.value_or_nan(), self.slow.value_or_nan());
+        self.last_ts = bar.ts;
+        let trend = self.trend();
         Ok(Event {
             bar,
             timeframe_s,
             is_confirm,
-            ema_fast: f,
-            ema_slow: s,
-            cross: self.cross.update(f, s),
+            ema_fast: trend.fast,
+            ema_slow: trend.slow,
+            cross: self.cross.update(trend.fast, trend.slow),
+            end_ns,
+            confirm: trend,
         })
     }
 }
@@ -127,17 +192,28 @@ struct Shared {
 }
 
 impl SymbolEngine {
-    /// A primary bar closed: EMAs, then the confirm resampler.
+    /// A primary bar closed: EMAs, then the confirm resampler. The primary event carries
+    /// the confirm trend after the resampler, so a confirm bar closing with this bar counts.
     fn primary_closed(&mut self, sh: &Shared, bar: Bar, out: &mut Vec<Event>) -> CoreResult<()> {
-        out.push(self.primary_leg.on_bar(bar, sh.timeframe_s, false)?);
-        let end = sh.primary.bucket(bar.ts)?.map_or(i64::MIN, |b| b.end_ns);
+        let end = end_ns(&sh.primary, &bar)?;
+        let mut primary = self.primary_leg.on_bar(bar, end, sh.timeframe_s, false)?;
         let pushed = self.confirm.push(&sh.confirm, &bar, end)?;
-        for cb in [pushed.closed_before, pushed.closed_after]
-            .into_iter()
-            .flatten()
+        let mut confirms = [None, None];
+        for (slot, cb) in confirms
+            .iter_mut()
+            .zip([pushed.closed_before, pushed.closed_after])
         {
-            out.push(self.confirm_leg.on_bar(cb, sh.confirm_timeframe_s, true)?);
+            if let Some(cb) = cb {
+                let cend = end_ns(&sh.confirm, &cb)?;
+                *slot = Some(
+                    self.confirm_leg
+                        .on_bar(cb, cend, sh.confirm_timeframe_s, true)?,
+                );
+            }
         }
+        primary.confirm = self.confirm_leg.trend();
+        out.push(primary);
+        out.extend(confirms.into_iter().flatten());
         Ok(())
     }
 
@@ -148,10 +224,21 @@ impl SymbolEngine {
         out: &mut Vec<Event>,
     ) -> CoreResult<()> {
         if let Some(cb) = bar {
-            out.push(self.confirm_leg.on_bar(cb, sh.confirm_timeframe_s, true)?);
+            let end = end_ns(&sh.confirm, &cb)?;
+            out.push(
+                self.confirm_leg
+                    .on_bar(cb, end, sh.confirm_timeframe_s, true)?,
+            );
         }
         Ok(())
     }
+}
+
+/// When a closed bar of `session`'s timeframe ends (its bucket end, cut at the close).
+fn end_ns(session: &Session, bar: &Bar) -> CoreResult<i64> {
+    session.bucket(bar.ts)?.map(|b| b.end_ns).ok_or_else(|| {
+        CoreError::invalid(format!("internal: bar at {} outside the session", bar.ts))
+    })
 }
 
 /// The fused multi-symbol engine.
@@ -169,8 +256,8 @@ pub struct Engine {
 /// Snapshot header: format name and version. postcard is positional, so bump the version
 /// (and migrate or reject older ones explicitly) whenever ANY serialized struct changes:
 /// `EngineConfig`, `SymbolEngine` and everything inside it (`SymbolBars`, `Resampler`, `Ema`,
-/// `Cross`, `Bar`), `Dropped`. 001 is the first landed format.
-const SNAPSHOT_MAGIC: &[u8; 8] = b"MTENG001";
+/// `Cross`, `Bar`), `Dropped`. 001 was the first landed format; 002 added `Leg::last_ts`.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"MTENG002";
 
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
@@ -529,6 +616,12 @@ impl Engine {
     /// # Errors
     /// Wrong header or version, corrupt body, or a state inconsistent with its config.
     pub fn from_snapshot(data: &[u8]) -> CoreResult<Self> {
+        if data.starts_with(b"MTENG001") {
+            return Err(CoreError::invalid(
+                "engine snapshot of format 001 (before the confirm trend was tracked): \
+                 not readable by this version; rebuild the engine by warming it up from bars",
+            ));
+        }
         let body = data
             .strip_prefix(SNAPSHOT_MAGIC.as_slice())
             .ok_or_else(|| {
@@ -613,6 +706,73 @@ mod tests {
             (out[1].bar.open, out[1].bar.close, out[1].bar.ticks),
             (115.0, 119.0, 5)
         );
+        // Both close at 09:20, and the primary event already carries the confirm bar
+        // closing with it: a strategy decides on the primary event alone.
+        assert_eq!(
+            (out[0].end_ns, out[1].end_ns),
+            (ist(9, 20, 0), ist(9, 20, 0))
+        );
+        assert_eq!(out[0].confirm, out[1].confirm);
+        assert_eq!(out[1].confirm.ts, ist(9, 15, 0));
+    }
+
+    #[test]
+    fn primary_events_carry_the_last_closed_confirm_trend() {
+        let mut e = Engine::try_new(config()).unwrap();
+        let mut out = Vec::new();
+        // closes 09:15..09:29 rising, then falling: fast 2 / slow 3 on 5m bars
+        for m in 15..35 {
+            let price = if m < 30 {
+                100.0 + m as f64
+            } else {
+                200.0 - m as f64
+            };
+            e.on_tick(1, ist(9, m, 0), price, 1.0, &mut out).unwrap();
+        }
+        let primary: Vec<&Event> = out.iter().filter(|ev| !ev.is_confirm).collect();
+        let confirm: Vec<&Event> = out.iter().filter(|ev| ev.is_confirm).collect();
+        assert_eq!(confirm.len(), 3); // 09:15, 09:20, 09:25
+        for ev in &primary {
+            let last = confirm.iter().rev().find(|c| c.end_ns <= ev.end_ns);
+            match last {
+                Some(c) => {
+                    assert_eq!(ev.confirm.ts, c.bar.ts);
+                    assert_eq!(ev.confirm.fast.to_bits(), c.ema_fast.to_bits());
+                    assert_eq!(ev.confirm.slow.to_bits(), c.ema_slow.to_bits());
+                }
+                None => assert_eq!(ev.confirm.ts, Trend::NO_BAR),
+            }
+        }
+        // the third confirm bar warmed the slow EMA up: a rising trend
+        assert!(confirm[1].confirm.sign() == 0 && confirm[2].confirm.sign() == 1);
+        assert_eq!(primary.last().unwrap().confirm.sign(), 1);
+    }
+
+    #[test]
+    fn end_ns_is_cut_at_the_session_close() {
+        let cfg = EngineConfig {
+            timeframe_s: 3600,
+            confirm_timeframe_s: 7200,
+            ..config()
+        };
+        let mut e = Engine::try_new(cfg).unwrap();
+        let mut out = Vec::new();
+        e.on_tick(1, ist(14, 20, 0), 100.0, 1.0, &mut out).unwrap();
+        e.on_tick(1, ist(15, 20, 0), 101.0, 1.0, &mut out).unwrap();
+        e.flush(&mut out).unwrap();
+        let ends: Vec<(bool, i64, i64)> = out
+            .iter()
+            .map(|ev| (ev.is_confirm, ev.bar.ts, ev.end_ns))
+            .collect();
+        assert_eq!(
+            ends,
+            vec![
+                (false, ist(14, 15, 0), ist(15, 15, 0)),
+                (true, ist(13, 15, 0), ist(15, 15, 0)),
+                (false, ist(15, 15, 0), ist(15, 30, 0)),
+                (true, ist(15, 15, 0), ist(15, 30, 0)),
+            ]
+        );
     }
 
     #[test]
@@ -658,6 +818,10 @@ mod tests {
         assert_eq!(a, b);
         assert!(Engine::from_snapshot(b"junk").is_err());
         assert!(Engine::from_snapshot(&bytes[..bytes.len() - 3]).is_err());
+        let mut old = bytes.clone();
+        old[..8].copy_from_slice(b"MTENG001");
+        let err = Engine::from_snapshot(&old).unwrap_err().to_string();
+        assert!(err.contains("format 001"), "{err}");
         for cut in 0..bytes.len() {
             let _ = Engine::from_snapshot(&bytes[..cut]);
         }

@@ -44,6 +44,8 @@ EVENT_COLUMNS = {
     "ema_fast",
     "ema_slow",
     "cross",
+    "end_ns",
+    "confirm_trend",
 }
 
 EventRow = tuple[Any, ...]
@@ -100,6 +102,7 @@ def batch_rows(cols: dict[str, Any]) -> list[EventRow]:
     assert cols["cross"].dtype == np.int8
     assert cols["ema_fast"].dtype == np.float64
     assert cols["ema_slow"].dtype == np.float64
+    assert cols["confirm_trend"].dtype == np.int8
     bars = columns_to_bars(cols)
     out: list[EventRow] = []
     for i, bar in enumerate(bars):
@@ -111,6 +114,8 @@ def batch_rows(cols: dict[str, Any]) -> list[EventRow]:
                 None if math.isnan(f) else f,
                 None if math.isnan(s) else s,
                 int(cols["cross"][i]),
+                int(cols["end_ns"][i]),
+                int(cols["confirm_trend"][i]),
             )
         )
     return out
@@ -118,7 +123,7 @@ def batch_rows(cols: dict[str, Any]) -> list[EventRow]:
 
 def stream_rows(events: list[BarEvent], confirm: bool) -> list[EventRow]:
     return [
-        (e.symbol, as_ref(e.bar), e.ema_fast, e.ema_slow, e.cross)
+        (e.symbol, as_ref(e.bar), e.ema_fast, e.ema_slow, e.cross, e.end_ns, e.confirm_trend)
         for e in events
         if e.is_confirm == confirm
     ]

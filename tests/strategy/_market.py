@@ -257,8 +257,8 @@ def drive(
     for call in m.calls:
         for event in call:
             before = position
-            quiet = not event.cross and not event.is_confirm and position is None
-            if skip_quiet and quiet and symbol not in strategy.deferred:
+            quiet = event.is_confirm or (not event.cross and position is None)
+            if skip_quiet and quiet:
                 continue
             out = strategy.on_bar_close(event, symbol, position)
             for signal in out:

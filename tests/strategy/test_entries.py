@@ -103,19 +103,38 @@ def test_confirm_bar_closing_with_the_primary_bar_counts(scalp_market: Market) -
         assert ((i, side) in entries) == (cross == trend)
 
 
-def test_deferred_entry_comes_out_of_the_confirm_event(scalp_market: Market) -> None:
+def test_boundary_entry_comes_out_of_the_primary_event(scalp_market: Market) -> None:
+    """The trend of a confirm bar closing with the primary bar rides on the primary event,
+    so that entry is decided there; confirm events never yield a signal."""
     m = scalp_market
     strategy = ScalpStrategy()
     boundary = 0
     for call in m.calls:
         for event in call:
             out = strategy.on_bar_close(event, SYMBOL, None)
+            assert not (out and event.is_confirm)
             for s in out:
                 end_tod = tod_s(s.bar_ts_ns + m.timeframe_s * NS)
-                at_boundary = (end_tod - SESSION_OPEN_S) % m.confirm_timeframe_s == 0
-                assert event.is_confirm == at_boundary
-                boundary += at_boundary
+                boundary += (end_tod - SESSION_OPEN_S) % m.confirm_timeframe_s == 0
     assert boundary >= 1
+
+
+def test_engine_events_carry_the_confirm_trend_in_force(scalp_market: Market) -> None:
+    """Every primary event's confirm fields are the last confirm bar closed by its end
+    (computed here with the batch functions, not from the events)."""
+    m = scalp_market
+    c_ts = m.confirm["ts"]
+    c_end = c_ts + m.confirm_timeframe_s * NS
+    events = m.primary_events()
+    assert len(events) == len(m)
+    for i, ev in enumerate(events):
+        assert ev.end_ns == m.end_ns(i)
+        assert ev.confirm_trend == m.confirm_sign_for(i)
+        j = int(np.searchsorted(c_end, m.end_ns(i), side="right")) - 1
+        assert ev.confirm_ts == (int(c_ts[j]) if j >= 0 else None)
+    confirms = [e for call in m.calls for e in call if e.is_confirm]
+    assert [e.confirm_ts for e in confirms] == c_ts.tolist()
+    assert all(e.confirm_ema_fast == e.ema_fast for e in confirms)
 
 
 def test_confirm_first_order_gives_the_same_signals(scalp_market: Market) -> None:

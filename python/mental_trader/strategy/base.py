@@ -9,11 +9,10 @@ section 4):
 
 * **Entry** on a primary EMA cross (+1 BUY, -1 SELL), confirmed by the trend of the last
   CLOSED confirm bar (confirm ``ema_fast > ema_slow`` for BUY, ``<`` for SELL; no warmed-up
-  confirm bar yet means no entry). A confirm bar that closes at the same instant as the
-  primary bar (the primary bar is the last of its confirm bucket) counts: the engine emits
-  it right AFTER the primary event, so the entry decision for that primary bar is deferred
-  to the confirm event of the same engine call and returned from that call. The service
-  therefore must pass every event of an engine call, primary and confirm, in order.
+  confirm bar yet means no entry). The engine puts that trend on every primary event
+  (``BarEvent.confirm_trend``), counting a confirm bar that closes at the same instant as the
+  primary bar (the primary bar is the last of its confirm bucket), so the decision is made
+  on the primary event itself and confirm events change nothing here.
 * **Exits**, evaluated on every primary bar close while a position is open, first match
   wins: the stop (``stop_loss_pct`` from entry, or the optional trailing stop
   ``trailing_stop_pct`` from the best price since entry as of the previous bar, whichever
@@ -34,7 +33,6 @@ import dataclasses
 import logging
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Container
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol, Self
@@ -103,6 +101,16 @@ class BarEventLike(Protocol):
     def ema_slow(self) -> float | None: ...
     @property
     def cross(self) -> int: ...
+    @property
+    def end_ns(self) -> int: ...
+    @property
+    def confirm_ts(self) -> int | None: ...
+    @property
+    def confirm_ema_fast(self) -> float | None: ...
+    @property
+    def confirm_ema_slow(self) -> float | None: ...
+    @property
+    def confirm_trend(self) -> int: ...
 
 
 def signal_id(strategy: str, symbol: str, bar_ts_ns: int, kind: str, side: Side) -> str:
@@ -123,11 +131,6 @@ def signal_id(strategy: str, symbol: str, bar_ts_ns: int, kind: str, side: Side)
 
 def _utc(ts_ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=ts_ns // 1_000)
-
-
-def _tod_s(ts_ns: int) -> int:
-    """Seconds since exchange-local (IST) midnight."""
-    return (ts_ns // _NS + _OFFSET_S) % _DAY_S
 
 
 def _seconds(value: time) -> int:
@@ -272,27 +275,6 @@ class StrategyParams:
             )
 
 
-class _Confirm(NamedTuple):
-    """The last closed confirm bar of a symbol."""
-
-    bar_ts_ns: int
-    end_ns: int
-    ema_fast: float | None
-    ema_slow: float | None
-
-
-class _Candidate(NamedTuple):
-    """A primary cross that may become an entry once its confirm trend is known."""
-
-    side: Side
-    bar_ts_ns: int
-    end_ns: int
-    close: float
-    ema_fast: float | None
-    ema_slow: float | None
-    cross: int
-
-
 class Strategy(ABC):
     """Base class of strategies: closed bar events in, signals out.
 
@@ -307,9 +289,9 @@ class Strategy(ABC):
     default_stop_loss_pct: ClassVar[float]
     default_target_pct: ClassVar[float]
     default_trailing_stop_pct: ClassVar[float | None] = None
-    #: True promises: a PRIMARY event with ``cross == 0``, for a symbol without a position
-    #: and not in :attr:`deferred`, yields no signal and changes no state, so the service
-    #: may skip the call (most bar closes; it keeps them off the tick-to-signal path).
+    #: True promises: a confirm event, and a primary event with ``cross == 0`` for a symbol
+    #: without a position, yield no signal and change no state, so the service may skip
+    #: those calls (most bar closes; it keeps them off the tick-to-signal path).
     skips_quiet_bars: ClassVar[bool] = False
 
     def __init__(self, params: StrategyParams | None = None) -> None:
@@ -405,16 +387,8 @@ class Strategy(ABC):
         stop, target = self.levels(side, price)
         return PositionView(side, qty, price, stop=stop, target=target, best_price=price)
 
-    @property
-    def deferred(self) -> Container[str]:
-        """Symbols with an entry deferred to a later event (see :attr:`skips_quiet_bars`)."""
-        return ()
-
     def reset(self, symbol: str | None = None) -> None:  # noqa: B027 -- optional hook
         """Forget the per-symbol state (of one symbol, or of all)."""
-
-    def drop_pending(self) -> None:  # noqa: B027 -- optional hook
-        """Forget entries deferred to a later event (after a warm-up: history never trades)."""
 
     @abstractmethod
     def on_bar_close(
@@ -452,32 +426,11 @@ class EmaCrossStrategy(Strategy):
         """Create the strategy (see :class:`Strategy`)."""
         super().__init__(params)
         p = self.params
-        self._start_s = _seconds(p.session_start)
-        self._end_s = _seconds(p.session_end)
-        self._square_off_s = _seconds(p.square_off_time)
         # Read on every event: attributes, not properties of params.
+        self._square_off_s = _seconds(p.square_off_time)
         self._primary_s = p.primary_timeframe_s
         self._confirm_s = p.confirm_timeframe_s
-        self._confirm: dict[str, _Confirm] = {}
-        self._pending: dict[str, _Candidate] = {}
-
-    @property
-    def deferred(self) -> Container[str]:
-        """Symbols whose cross waits for the confirm bar closing with it."""
-        return self._pending
-
-    def drop_pending(self) -> None:
-        """Forget every deferred entry, keeping the confirm trend."""
-        self._pending.clear()
-
-    def reset(self, symbol: str | None = None) -> None:
-        """Forget the confirm trend and any deferred entry (of one symbol, or of all)."""
-        if symbol is None:
-            self._confirm.clear()
-            self._pending.clear()
-        else:
-            self._confirm.pop(symbol, None)
-            self._pending.pop(symbol, None)
+        self._allow_short = p.allow_short
 
     def on_bar_close(
         self, event: BarEventLike, symbol: str, position: PositionView | None
@@ -495,121 +448,53 @@ class EmaCrossStrategy(Strategy):
                 f"{self.name}: {kind} event of {event.timeframe_s}s, expected {expected}s"
             )
         if is_confirm:
-            return self._on_confirm(event, symbol)
-        return self._on_primary(event, symbol, position)
-
-    # -- time ---------------------------------------------------------------------------
-
-    def _end_ns(self, ts_ns: int, timeframe_s: int) -> int:
-        """When a bar closes: its bucket end, cut at the session end like the engine does."""
-        tod = _tod_s(ts_ns)
-        end = tod + timeframe_s
-        if self._start_s <= tod < self._end_s:
-            end = min(end, self._end_s)
-        return ts_ns + (end - tod) * _NS
-
-    def _closes_confirm_bucket(self, end_ns: int) -> bool:
-        """Whether a primary bar closing at ``end_ns`` is the last of its confirm bucket."""
-        end = _tod_s(end_ns) or _DAY_S  # a bar ending at midnight
-        return end == self._end_s or (end - self._start_s) % self._confirm_s == 0
-
-    # -- events -------------------------------------------------------------------------
-
-    def _on_confirm(self, event: BarEventLike, symbol: str) -> list[Signal]:
-        end_ns = self._end_ns(event.bar.ts, event.timeframe_s)
-        confirm = _Confirm(event.bar.ts, end_ns, event.ema_fast, event.ema_slow)
-        self._confirm[symbol] = confirm
-        pending = self._pending.get(symbol)
-        if pending is None or end_ns < pending.end_ns:
-            return []
-        del self._pending[symbol]
-        entry = self._entry(pending, symbol, confirm)
-        return [] if entry is None else [entry]
-
-    def _on_primary(
-        self, event: BarEventLike, symbol: str, position: PositionView | None
-    ) -> list[Signal]:
-        bar = event.bar
-        ts = bar.ts
-        # _end_ns and _closes_confirm_bucket inlined: this is the tick-to-signal path.
-        tod = (ts // _NS + _OFFSET_S) % _DAY_S
-        end = tod + self._primary_s
-        if self._start_s <= tod < self._end_s and end > self._end_s:
-            end = self._end_s
-        end_ns = ts + (end - tod) * _NS
-        end %= _DAY_S  # the close as seconds of the IST day
-        stale = self._pending.pop(symbol, None)
-        if stale is not None:
-            log.warning(
-                "%s %s: the confirm bar for the cross at %s never came; entry dropped"
-                " (pass every event of an engine call to on_bar_close)",
-                self.name,
-                symbol,
-                _utc(stale.end_ns).isoformat(),
-            )
-        after_square_off = end >= self._square_off_s
+            return []  # its trend reaches the strategy on the primary events
+        end_ns = event.end_ns
+        after_square_off = (end_ns // _NS + _OFFSET_S) % _DAY_S >= self._square_off_s
         signals: list[Signal] = []
-        open_side = None if position is None else position.side
         if position is not None:
             exit_signal = self._exit(event, symbol, position, end_ns, after_square_off)
-            if exit_signal is not None:
-                signals.append(exit_signal)
-                open_side = None
-        if event.cross == 0 or after_square_off or open_side is not None:
+            if exit_signal is None:
+                return signals
+            signals.append(exit_signal)  # the position is closed: a reversal may follow
+        cross = event.cross
+        if cross == 0 or after_square_off or (cross < 0 and not self._allow_short):
             return signals
-        side = Side.BUY if event.cross > 0 else Side.SELL
-        if side is Side.SELL and not self.params.allow_short:
+        if event.confirm_trend != cross:
+            if event.confirm_ema_slow is None:
+                log.debug("%s %s: cross without a confirm trend yet", self.name, symbol)
             return signals
-        candidate = _Candidate(
-            side, ts, end_ns, bar.close, event.ema_fast, event.ema_slow, event.cross
-        )
-        confirm = self._confirm.get(symbol)
-        end = end or _DAY_S  # a bar ending at midnight
-        closes_bucket = end == self._end_s or (end - self._start_s) % self._confirm_s == 0
-        if closes_bucket and (confirm is None or confirm.end_ns < end_ns):
-            # the confirm bar closing with this bar comes right after it: decide then
-            self._pending[symbol] = candidate
-            return signals
-        entry = self._entry(candidate, symbol, confirm)
-        if entry is not None:
-            signals.append(entry)
+        signals.append(self._entry(event, symbol, end_ns))
         return signals
 
     # -- rules --------------------------------------------------------------------------
 
-    def _entry(self, c: _Candidate, symbol: str, confirm: _Confirm | None) -> Signal | None:
-        if confirm is None or confirm.ema_fast is None or confirm.ema_slow is None:
-            log.debug("%s %s: %s cross without a confirm trend yet", self.name, symbol, c.side)
-            return None
-        agrees = (
-            confirm.ema_fast > confirm.ema_slow
-            if c.side is Side.BUY
-            else confirm.ema_fast < confirm.ema_slow
-        )
-        if not agrees:
-            return None
-        stop, target = self.levels(c.side, c.close)
+    def _entry(self, event: BarEventLike, symbol: str, end_ns: int) -> Signal:
+        bar = event.bar
+        side = Side.BUY if event.cross > 0 else Side.SELL
+        close = bar.close
+        stop, target = self.levels(side, close)
         # Positional: keywords cost a named tuple twice the time on the signal path.
         return Signal(
             symbol,
-            c.side,
+            side,
             "entry",
-            c.close,
+            close,
             "ema_cross",
             stop,
             target,
             self._primary_s,
             self.name,
-            c.bar_ts_ns,
-            c.end_ns,
+            bar.ts,
+            end_ns,
             {
-                "ema_fast": c.ema_fast,
-                "ema_slow": c.ema_slow,
-                "cross": c.cross,
+                "ema_fast": event.ema_fast,
+                "ema_slow": event.ema_slow,
+                "cross": event.cross,
                 "confirm_timeframe_s": self._confirm_s,
-                "confirm_bar_ts_ns": confirm.bar_ts_ns,
-                "confirm_ema_fast": confirm.ema_fast,
-                "confirm_ema_slow": confirm.ema_slow,
+                "confirm_bar_ts_ns": event.confirm_ts,
+                "confirm_ema_fast": event.confirm_ema_fast,
+                "confirm_ema_slow": event.confirm_ema_slow,
             },
         )
 

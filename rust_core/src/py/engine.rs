@@ -9,7 +9,7 @@ use super::builder::dropped_dict;
 use super::cell::{GilCell, GilRefMut};
 use super::types::{ema_state_dict, ema_state_from, PyBar};
 use crate::bars::{Bar, VolumeMode};
-use crate::engine::{Engine, EngineConfig, Event};
+use crate::engine::{Engine, EngineConfig, Event, Trend};
 
 /// A bar closed by the engine with its EMAs and crossover (frozen value).
 #[pyclass(
@@ -61,12 +61,33 @@ impl PyBarEvent {
     fn cross(&self) -> i8 {
         self.0.cross
     }
+    #[getter]
+    fn end_ns(&self) -> i64 {
+        self.0.end_ns
+    }
+    #[getter]
+    fn confirm_ts(&self) -> Option<i64> {
+        let ts = self.0.confirm.ts;
+        (ts != Trend::NO_BAR).then_some(ts)
+    }
+    #[getter]
+    fn confirm_ema_fast(&self) -> Option<f64> {
+        opt(self.0.confirm.fast)
+    }
+    #[getter]
+    fn confirm_ema_slow(&self) -> Option<f64> {
+        opt(self.0.confirm.slow)
+    }
+    #[getter]
+    fn confirm_trend(&self) -> i8 {
+        self.0.confirm.sign()
+    }
 
     fn __repr__(&self) -> String {
         let e = &self.0;
         format!(
             "BarEvent(symbol={}, timeframe_s={}, is_confirm={}, ts={}, close={:?}, ema_fast={}, \
-             ema_slow={}, cross={})",
+             ema_slow={}, cross={}, confirm_trend={})",
             e.bar.symbol,
             e.timeframe_s,
             if e.is_confirm { "True" } else { "False" },
@@ -74,7 +95,8 @@ impl PyBarEvent {
             e.bar.close,
             py_float(e.ema_fast),
             py_float(e.ema_slow),
-            e.cross
+            e.cross,
+            e.confirm.sign()
         )
     }
 }
@@ -150,7 +172,7 @@ impl EngineState {
     }
 }
 
-/// Event columns (bar columns + symbol, ema_fast, ema_slow, cross) as a dict.
+/// Event columns (bar columns + symbol, ema_fast, ema_slow, cross, end_ns, confirm_trend).
 fn events_to_dict<'py>(py: Python<'py>, evs: &[&Event]) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     let col_i = |f: fn(&Event) -> i64| PyArray1::from_vec(py, evs.iter().map(|e| f(e)).collect());
@@ -168,6 +190,11 @@ fn events_to_dict<'py>(py: Python<'py>, evs: &[&Event]) -> PyResult<Bound<'py, P
     d.set_item(
         "cross",
         PyArray1::from_vec(py, evs.iter().map(|e| e.cross).collect()),
+    )?;
+    d.set_item("end_ns", col_i(|e| e.end_ns))?;
+    d.set_item(
+        "confirm_trend",
+        PyArray1::from_vec(py, evs.iter().map(|e| e.confirm.sign()).collect()),
     )?;
     Ok(d)
 }
