@@ -1,7 +1,8 @@
 """Trading strategies: closed bar events in, :class:`Signal` values out.
 
 A strategy never talks to a broker. The service feeds it every event of each engine call
-(primary and confirm, in order) with its view of the open position, and acts on the
+(primary and confirm, in order; a strategy that :attr:`~Strategy.skips_quiet_bars` gets only
+the primary events that can matter) with its view of the open position, and acts on the
 signals it returns. Adding a strategy is a class plus :func:`register`::
 
     @register

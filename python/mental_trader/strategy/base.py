@@ -377,7 +377,8 @@ class Strategy(ABC):
 
     def levels(self, side: Side, entry_price: float) -> tuple[float, float]:
         """The ``(stop, target)`` levels of a position entered at ``entry_price``."""
-        sl, tp = self.params.stop_loss_pct / 100.0, self.params.target_pct / 100.0
+        p = self.params
+        sl, tp = p.stop_loss_pct / 100.0, p.target_pct / 100.0
         if side is Side.BUY:
             return entry_price * (1.0 - sl), entry_price * (1.0 + tp)
         return entry_price * (1.0 + sl), entry_price * (1.0 - tp)
@@ -464,14 +465,14 @@ class EmaCrossStrategy(Strategy):
             if event.confirm_ema_slow is None:
                 log.debug("%s %s: cross without a confirm trend yet", self.name, symbol)
             return signals
-        signals.append(self._entry(event, symbol, end_ns))
+        signals.append(self._entry(event, symbol, cross, end_ns))
         return signals
 
     # -- rules --------------------------------------------------------------------------
 
-    def _entry(self, event: BarEventLike, symbol: str, end_ns: int) -> Signal:
+    def _entry(self, event: BarEventLike, symbol: str, cross: int, end_ns: int) -> Signal:
         bar = event.bar
-        side = Side.BUY if event.cross > 0 else Side.SELL
+        side = Side.BUY if cross > 0 else Side.SELL
         close = bar.close
         stop, target = self.levels(side, close)
         # Positional: keywords cost a named tuple twice the time on the signal path.
@@ -490,7 +491,7 @@ class EmaCrossStrategy(Strategy):
             {
                 "ema_fast": event.ema_fast,
                 "ema_slow": event.ema_slow,
-                "cross": event.cross,
+                "cross": cross,
                 "confirm_timeframe_s": self._confirm_s,
                 "confirm_bar_ts_ns": event.confirm_ts,
                 "confirm_ema_fast": event.confirm_ema_fast,
