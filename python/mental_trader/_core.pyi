@@ -346,13 +346,18 @@ class BarEvent:
     """A bar closed by :class:`Engine`, with the EMAs and crossover it produced.
 
     ``is_confirm`` tells a confirm-timeframe bar from a primary one. ``ema_fast`` and
-    ``ema_slow`` are None until warmed up; ``cross`` is +1, -1 or 0. ``end_ns`` is when the
-    bar closed (its bucket end, cut at the session close).
+    ``ema_slow`` are None until warmed up; ``cross`` is +1, -1 or 0. ``end_ns`` is the end
+    of the bar's bucket (cut at the session close): when the bar closes by the clock, also
+    for a bar the engine emits later (closed by a later tick, :meth:`Engine.on_time` or
+    :meth:`Engine.flush`).
 
     The ``confirm_*`` fields are the last confirm bar closed by ``end_ns``: for a primary
     event, including a confirm bar that closes with it (the engine emits that confirm event
     right after the primary one); for a confirm event, that bar itself. ``confirm_trend`` is
-    +1 when its fast EMA is above the slow, -1 below, 0 when equal or not warmed up.
+    +1 when its fast EMA is above the slow, -1 below, 0 when equal or not warmed up. The
+    EMA values follow :meth:`Engine.restore_emas`; ``confirm_ts`` stays the ``ts`` of the
+    last confirm bar the engine closed (None before the first), so restore the state stored
+    with that bar.
     """
 
     @property

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 import numpy as np
@@ -384,6 +384,9 @@ class RefEvent:
     ema_fast: float | None
     ema_slow: float | None
     cross: int
+    end_ns: int
+    #: Sign of fast - slow of the last confirm bar closed by ``end_ns`` (0: none or equal).
+    confirm_trend: int
 
 
 @dataclass
@@ -456,6 +459,7 @@ class RefEngine:
         )
         self._confirm: dict[int, _OpenBar] = {}
         self._confirm_closed: dict[int, int] = {}
+        self._trend: dict[int, int] = {}
         self._tracks: dict[tuple[int, bool], _Track] = {}
 
     @property
@@ -468,7 +472,12 @@ class RefEngine:
         )
         f, s, flag = track.feed(bar.close)
         tf = self.confirm_timeframe_s if is_confirm else self.timeframe_s
-        return RefEvent(is_confirm, bar.symbol, tf, bar, f, s, flag)
+        bucket = (self.confirm_clock if is_confirm else self.primary.clock).bucket(bar.ts)
+        assert bucket is not None
+        trend = 0 if f is None or s is None else (f > s) - (f < s)
+        if is_confirm:
+            self._trend[bar.symbol] = trend
+        return RefEvent(is_confirm, bar.symbol, tf, bar, f, s, flag, bucket[1], trend)
 
     def _close_confirm(self, symbol: int) -> list[RefEvent]:
         cur = self._confirm.pop(symbol, None)
@@ -510,6 +519,8 @@ class RefEngine:
         assert primary_end is not None
         if primary_end[1] >= end:  # the last primary bar of the confirm bucket
             events += self._close_confirm(bar.symbol)
+        # the primary event carries the trend of the confirm bars closed with it
+        events[0] = replace(events[0], confirm_trend=self._trend.get(bar.symbol, 0))
         return events
 
     def on_tick(self, symbol: int, ts: int, price: float, qty: float) -> list[RefEvent]:

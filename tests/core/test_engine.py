@@ -64,11 +64,23 @@ def row(e: BarEvent) -> EventRow:
         e.ema_fast,
         e.ema_slow,
         e.cross,
+        e.end_ns,
+        e.confirm_trend,
     )
 
 
 def ref_row(e: RefEvent) -> EventRow:
-    return (e.is_confirm, e.symbol, e.timeframe_s, e.bar, e.ema_fast, e.ema_slow, e.cross)
+    return (
+        e.is_confirm,
+        e.symbol,
+        e.timeframe_s,
+        e.bar,
+        e.ema_fast,
+        e.ema_slow,
+        e.cross,
+        e.end_ns,
+        e.confirm_trend,
+    )
 
 
 def close_enough(a: float | None, b: float | None) -> bool:

@@ -1,7 +1,8 @@
 """Strategy building blocks: signals, the position view, and the EMA-crossover rules.
 
-A strategy is a plain Python object fed every CLOSED bar event of the Rust engine (primary and
-confirm, in the order the engine emits them) together with the service's view of the open
+A strategy is a plain Python object fed the CLOSED bar events of the Rust engine (primary and
+confirm, in the order the engine emits them; see :attr:`Strategy.skips_quiet_bars` for the
+ones a strategy may let the service leave out) together with the service's view of the open
 position. It returns :class:`Signal` values and never talks to a broker.
 
 :class:`EmaCrossStrategy` holds the rules shared by the built-in strategies (DESIGN.md
@@ -280,7 +281,7 @@ class Strategy(ABC):
 
     Subclasses set ``name`` and the ``default_*`` class variables, implement
     :meth:`on_bar_close`, and register with :func:`mental_trader.strategy.register`.
-    An instance keeps per-symbol state (the last confirm trend) and belongs to one task.
+    An instance may keep per-symbol state and belongs to one task.
     """
 
     name: ClassVar[str]
