@@ -14,6 +14,7 @@ from datetime import date
 import pytest
 
 from mental_trader.execution.executor import Executor
+from mental_trader.execution.orders import OrderIntent, SubmitResult
 from mental_trader.models import Fill, OrderStatus, Side, TradeStatus
 from mental_trader.risk import RiskManager, TradingState
 
@@ -325,6 +326,43 @@ async def test_kill_switch_cancels_entries_and_flattens(make_rig: RigFactory) ->
     assert {t.exit_reason for t in await rig.store.load_trades()} == {"operator kill switch"}
     assert not (await rig.executor.enter(REL, Side.BUY, 10, 2500.0, "cross up")).ok
     assert ("trade", "flat: operator kill switch") in rig.notes
+
+
+async def test_a_flatten_backs_off_from_a_broker_refusing_every_order(
+    make_rig: RigFactory,
+) -> None:
+    """An expired broker session refuses every order: a flatten re-sends the exit with a
+    doubling wait capped at 60 s and alerts once, not every second; it completes once the
+    broker accepts again."""
+    rig = await make_rig()
+    await open_position(rig, REL, 2500.0)
+    accept = rig.gateway.submit
+    refused_at: list[float] = []
+
+    async def refuse(intent: OrderIntent) -> SubmitResult:
+        refused_at.append(rig.clock.monotonic())
+        return SubmitResult(False, OrderStatus.REJECTED, None, "TokenException: session expired")
+
+    rig.gateway.submit = refuse  # type: ignore[method-assign]
+    start = rig.clock.monotonic()
+    await rig.executor.flatten("operator flatten")
+    for _ in range(130):  # the run() task pumps about once a second
+        rig.clock.advance(1.0)
+        await rig.executor.pump()
+    assert [t - start for t in refused_at] == [0, 1, 3, 7, 15, 31, 63, 123]
+    exit_alerts = [m for k, m in rig.notes if k == "alert" and m.startswith("exit of")]
+    assert len(exit_alerts) == 1
+    assert "TokenException" in exit_alerts[0]
+    assert "retries in 1 s" in exit_alerts[0]
+    assert not rig.executor.is_flat
+    rig.gateway.submit = accept  # type: ignore[method-assign]  # logged in again
+    rig.clock.advance(183 - (rig.clock.monotonic() - start))
+    await rig.executor.pump()  # the retry due at 183 s goes out
+    await rig.tick_and_pump(REL, 2499.0)
+    assert rig.executor.is_flat
+    (trade,) = await rig.store.load_trades()
+    assert (trade.status, trade.exit_reason) == (TradeStatus.CLOSED, "operator flatten")
+    assert ("trade", "flat: operator flatten") in rig.notes
 
 
 async def test_max_open_positions_refuses_the_next_entry(make_rig: RigFactory) -> None:

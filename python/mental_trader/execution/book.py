@@ -202,6 +202,10 @@ class SymbolBook:
     #: an exit asked for while a partly filled entry was being cancelled: (reason,
     #: underlying price), sent once the entry is done
     pending_exit: tuple[str, float | None] | None = None
+    #: exits refused in a row with nothing filled, and when (clock.monotonic()) a flatten
+    #: may send the next one
+    exit_refusals: int = 0
+    exit_retry_at: float = 0.0
 
     @property
     def is_empty(self) -> bool:

@@ -8,6 +8,9 @@ Rules it keeps (DESIGN section 6):
 * every place and cancel passes the risk manager's throttle; entries pass its checks,
   exits never need to;
 * at most one working exit per symbol, always a MARKET order for the whole position;
+* a flatten retries a refused exit with a backoff (1 s doubling to 60 s), alerting on the
+  first refusal only: a broker that refuses every order (an expired session) gets neither
+  an order nor an alert every second;
 * a fill is applied once: the store's ``apply_fill`` returns False on a repeat, and the
   executor then ignores it. A filled entry opens a :class:`~mental_trader.models.Trade`
   (id = the entry's client id); a filled exit closes it with P&L net of both legs'
@@ -70,6 +73,7 @@ log = logging.getLogger(__name__)
 #: ``notify(kind, message)``: kind is ``"trade"`` or ``"alert"``. Must not block.
 Notify = Callable[[str, str], object]
 _RETRY_S = 1.0  # run() pumps at least this often: retries stuck flattens and writes
+_EXIT_BACKOFF_MAX_S = 60.0  # the longest wait before a flatten re-sends a refused exit
 _LIVE = (OrderStatus.INTENT, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN, OrderStatus.OPEN)
 
 
@@ -368,10 +372,11 @@ class Executor:
             reason = self._flatten_reason
             if reason is None:
                 return
+            now = self.clock.monotonic()
             for symbol, book in list(self._books.items()):
                 if book.entry is not None:
                     await self._cancel(book.entry)
-                elif book.position is not None and book.exit is None:
+                elif book.position is not None and book.exit is None and now >= book.exit_retry_at:
                     await self.exit(symbol, reason)
             await self._apply_events()  # what the step itself caused (paper cancels)
             if not self._books:
@@ -489,10 +494,21 @@ class Executor:
         elif book.exit is work:
             book.exit = None
             held = book.position.qty if book.position is not None else 0
-            self._alert(
+            text = (
                 f"exit of {work.intent.symbol} {work.status} after filling {filled} of "
                 f"{work.intent.qty}: {message}; {held} still open"
             )
+            if filled:
+                book.exit_refusals, book.exit_retry_at = 0, 0.0
+            else:  # refused outright: a flatten waits before sending it again
+                book.exit_refusals += 1
+                wait = min(_EXIT_BACKOFF_MAX_S, _RETRY_S * 2.0 ** (book.exit_refusals - 1))
+                book.exit_retry_at = self.clock.monotonic() + wait
+                text += f"; a flatten retries in {wait:g} s"
+            if book.exit_refusals <= 1:
+                self._alert(text)
+            else:  # the same refusal again: alerted already
+                log.warning("%s (refused %d times in a row)", text, book.exit_refusals)
             self._wake.set()
 
     def _entry_gone(self, book: SymbolBook, work: WorkingOrder) -> None:
