@@ -423,6 +423,8 @@ class DualTimeframeService:
             raise InvalidInputError(f"BROKER={self.settings.broker} has no login")
         expires = await self.venue.login(request_token)
         self._event("session", f"broker login: session valid until {expires.isoformat()}")
+        if self.executor is not None:  # a flatten refused meanwhile goes out now
+            self.executor.retry_refused_exits()
         return {"session": self.venue.session_state(), "expires_at": expires.isoformat()}
 
     def broker_login_url(self) -> str | None:

@@ -356,8 +356,11 @@ async def test_a_flatten_backs_off_from_a_broker_refusing_every_order(
     assert "retries in 1 s" in exit_alerts[0]
     assert not rig.executor.is_flat
     rig.gateway.submit = accept  # type: ignore[method-assign]  # logged in again
-    rig.clock.advance(183 - (rig.clock.monotonic() - start))
-    await rig.executor.pump()  # the retry due at 183 s goes out
+    await rig.executor.pump()
+    assert len(rig.gateway.submitted) == 1  # the entry: the next retry is due at 183 s
+    rig.executor.retry_refused_exits()  # what a broker login does
+    await rig.executor.pump()
+    assert len(rig.gateway.submitted) == 2
     await rig.tick_and_pump(REL, 2499.0)
     assert rig.executor.is_flat
     (trade,) = await rig.store.load_trades()

@@ -340,6 +340,13 @@ class Executor:
         self._flatten_reason = reason
         await self.pump()
 
+    def retry_refused_exits(self) -> None:
+        """Let a flatten re-send refused exits now, not after their backoff (call it when
+        the cause of the refusals is gone, e.g. after a broker login)."""
+        for book in self._books.values():
+            book.exit_retry_at = 0.0
+        self._wake.set()
+
     async def halt(self, reason: str) -> None:
         """Kill switch: the risk manager HALTS (no entries until next session), then flatten."""
         self.risk.halt(reason)
