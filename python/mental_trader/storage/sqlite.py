@@ -30,11 +30,11 @@ import numpy as np
 import numpy.typing as npt
 
 from mental_trader.errors import InvalidInputError, StorageError
+from mental_trader.storage.backend import Conn
 from mental_trader.storage.base import (
     CANDLE_COLUMNS,
     UPSERT_CANDLE_SQL,
     Candles,
-    Conn,
     Store,
     check_candles,
     dt_to_ns,

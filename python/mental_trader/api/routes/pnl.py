@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query
 
 from mental_trader.api.deps import StoreDep, query
 from mental_trader.api.routes._common import ApiModel
+from mental_trader.calendar import IST
 from mental_trader.errors import InvalidInputError
-from mental_trader.storage.base import IST
 
 __all__ = ["DailyPnlOut", "DayPnlOut", "router"]
 
