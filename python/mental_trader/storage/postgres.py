@@ -11,6 +11,9 @@ per row:
 * reads run ``COPY (SELECT …) TO STDOUT (FORMAT binary)`` and view the answer as a numpy
   structured array (``timestamptz`` is int64 microseconds since 2000-01-01 on the wire).
 
+The wire formats (the ``COPY`` layouts, JSON with non-finite floats, SQL literals) are in
+:mod:`mental_trader.storage.pgwire`.
+
 Times are stored as ``timestamptz`` with microsecond resolution: nanosecond candle times are
 floored to the microsecond, so two candles of one block less than 1 µs apart are one row.
 """
@@ -19,9 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import math
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, cast
@@ -33,7 +34,6 @@ import numpy.typing as npt
 
 from mental_trader.errors import InvalidInputError, StorageError
 from mental_trader.storage.base import (
-    CANDLE_COLUMNS,
     Candles,
     Store,
     check_candles,
@@ -41,6 +41,27 @@ from mental_trader.storage.base import (
     empty_candles,
 )
 from mental_trader.storage.migrations import MIGRATIONS, SCHEMA_VERSION_DDL, render
+from mental_trader.storage.pgwire import (
+    COPY_HEADER,
+    COPY_TRAILER,
+    MAX_US,
+    MIN_US,
+    READ_ROW,
+    READ_ROW_I,
+    STAGE_ROW,
+    UNIX_EPOCH,
+    candle_columns,
+    ceil_us,
+    direct_row,
+    fill_rows,
+    json_dumps,
+    json_loads,
+    parse_copy,
+    quote_ident,
+    text_literal,
+    ts_literal,
+    unique_last,
+)
 
 __all__ = ["PostgresStore"]
 
@@ -48,11 +69,6 @@ log = logging.getLogger(__name__)
 
 DIALECT: Final = "postgresql"
 
-#: µs from the Unix epoch to the PostgreSQL epoch (2000-01-01 UTC).
-PG_EPOCH_US: Final = 946_684_800_000_000
-_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MIN_US = (datetime.min.replace(tzinfo=UTC) - _UNIX_EPOCH) // timedelta(microseconds=1)
-_MAX_US = (datetime.max.replace(tzinfo=UTC) - _UNIX_EPOCH) // timedelta(microseconds=1)
 
 #: First key of ``pg_advisory_xact_lock(key, hashtext(schema))`` held while migrating.
 MIGRATION_LOCK_KEY: Final = 0x4D54  # "MT"
@@ -69,7 +85,6 @@ _STAGE_DDL = (
     "low DOUBLE PRECISION NOT NULL, close DOUBLE PRECISION NOT NULL, "
     "volume DOUBLE PRECISION NOT NULL, ticks BIGINT NOT NULL) ON COMMIT DELETE ROWS"
 )
-_VALUE_COLS = ("open", "high", "low", "close", "volume", "ticks")
 _MERGE_SQL = (
     "INSERT INTO candles (symbol, timeframe_s, ts, open, high, low, close, volume, ticks) "
     "SELECT ($1::text[])[t.sym], $2, t.ts, t.open, t.high, t.low, t.close, t.volume, t.ticks "
@@ -87,8 +102,6 @@ _OVERLAP_SQL = (
     "AND c.timeframe_s = $2 AND c.ts BETWEEN r.lo AND r.hi))"
 )
 
-_COPY_HEADER: Final = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags 0, no extension
-_COPY_TRAILER: Final = b"\xff\xff"
 
 # SQLSTATEs of an outage or a transient refusal (retrying may succeed): connection
 # exceptions, insufficient resources, operator intervention, system errors, serialization
@@ -110,153 +123,6 @@ _DRIVER_TYPES: Final = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.InternalClientError,
 )
-
-# ----------------------------------------------------------------- JSON with non-finite floats
-
-# jsonb accepts neither NaN nor ±Infinity, and its numbers have no negative zero; an EMA
-# state holds NaN until it is ready. Such floats travel as {"$float": "nan" | "inf" |
-# "-inf" | "-0"} and come back as the same float.
-_FLOAT_TAG: Final = "$float"
-
-
-def _tag_floats(value: Any) -> Any:
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return {_FLOAT_TAG: "-0"} if value == 0.0 and math.copysign(1.0, value) < 0 else value
-        return {_FLOAT_TAG: "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
-    if isinstance(value, Mapping):
-        return {str(k): _tag_floats(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_tag_floats(v) for v in value]
-    return value
-
-
-def _untag_float(obj: dict[str, Any]) -> Any:
-    if len(obj) == 1 and _FLOAT_TAG in obj:
-        return float(obj[_FLOAT_TAG])
-    return obj
-
-
-def _json_dumps(value: Any) -> str:
-    return json.dumps(_tag_floats(value), allow_nan=False, separators=(",", ":"))
-
-
-def _json_loads(text: str) -> Any:
-    return json.loads(text, object_hook=_untag_float)
-
-
-# ----------------------------------------------------------------- binary COPY layouts
-
-
-def _row_dtype(fields: Sequence[tuple[str, str]]) -> np.dtype[np.void]:
-    """A binary COPY tuple: int16 field count, then int32 length + value per field."""
-    spec: list[tuple[str, str]] = [("nfields", ">i2")]
-    for name, fmt in fields:
-        spec += [(f"{name}_len", ">i4"), (name, fmt)]
-    return np.dtype(spec)
-
-
-_VALUE_FIELDS: list[tuple[str, str]] = [
-    ("ts", ">i8"),
-    ("open", ">f8"),
-    ("high", ">f8"),
-    ("low", ">f8"),
-    ("close", ">f8"),
-    ("volume", ">f8"),
-    ("ticks", ">i8"),
-]
-#: Staging rows (sym, ts, open, high, low, close, volume, ticks).
-_STAGE_ROW = _row_dtype([("sym", ">i4"), *_VALUE_FIELDS])
-#: Rows of a read: (ts, open, ..., ticks) and (i, ts, open, ..., ticks).
-_READ_ROW = _row_dtype(_VALUE_FIELDS)
-_READ_ROW_I = _row_dtype([("i", ">i8"), *_VALUE_FIELDS])
-
-
-def _width(dtype: np.dtype[np.void], name: str) -> int:
-    fields = cast("Mapping[str, tuple[np.dtype[Any], int]]", dtype.fields)
-    return int(fields[name][0].itemsize)
-
-
-def _fill(buf: npt.NDArray[np.void], cols: Candles, start: int, stop: int) -> None:
-    """Write the value fields of rows [start, stop) of ``cols`` into structured ``buf``."""
-    names = cast("tuple[str, ...]", buf.dtype.names)
-    buf["nfields"] = len(names) // 2
-    for len_name, value_name in zip(names[1::2], names[2::2], strict=True):
-        buf[len_name] = _width(buf.dtype, value_name)
-    buf["ts"] = np.floor_divide(cols["ts"][start:stop], 1000) - PG_EPOCH_US
-    for name in _VALUE_COLS:
-        buf[name] = cols[name][start:stop]
-
-
-def _direct_row(symbol: bytes) -> np.dtype[np.void]:
-    """A ``candles`` row (symbol, timeframe_s, ts, …) for a symbol of this many bytes."""
-    return _row_dtype([("symbol", f"S{len(symbol)}"), ("timeframe_s", ">i4"), *_VALUE_FIELDS])
-
-
-def _parse_copy(data: bytes, dtype: np.dtype[np.void]) -> npt.NDArray[np.void]:
-    """The rows of a binary COPY answer of fixed-width, non-null fields."""
-    if not data:
-        return np.empty(0, dtype=dtype)
-    if data[:11] != _COPY_HEADER[:11] or len(data) < 21:
-        raise StorageError("malformed binary COPY answer (header)")
-    start = 19 + int.from_bytes(data[15:19], "big")
-    body = memoryview(data)[start : len(data) - 2]
-    if data[-2:] != _COPY_TRAILER or len(body) % dtype.itemsize:
-        raise StorageError("malformed binary COPY answer (length)")
-    rows = np.frombuffer(body, dtype=dtype)
-    names = cast("tuple[str, ...]", dtype.names)
-    if len(rows) and not (rows["nfields"] == len(names) // 2).all():
-        raise StorageError("malformed binary COPY answer (field count)")
-    for len_name, value_name in zip(names[1::2], names[2::2], strict=True):
-        if len(rows) and not (rows[len_name] == _width(dtype, value_name)).all():
-            raise StorageError(f"malformed binary COPY answer (NULL or width of {value_name})")
-    return rows
-
-
-def _columns(rows: npt.NDArray[np.void]) -> Candles:
-    """Native candle columns of parsed read rows."""
-    out: Candles = {"ts": (rows["ts"].astype(np.int64) + PG_EPOCH_US) * 1000}
-    for name in _VALUE_COLS:
-        out[name] = rows[name].astype(CANDLE_COLUMNS[name])
-    return out
-
-
-def _unique_last(cols: Candles) -> Candles:
-    """``cols`` without rows whose µs time repeats (the last one wins, as in a loop of
-    upserts), ordered by time. A block that is already strictly increasing is returned as is.
-    """
-    us = np.floor_divide(cols["ts"], 1000)
-    if len(us) < 2 or bool((us[1:] > us[:-1]).all()):
-        return cols
-    order = np.argsort(us, kind="stable")
-    s = us[order]
-    keep = order[np.append(s[1:] != s[:-1], True)]
-    return {name: col[keep] for name, col in cols.items()}
-
-
-# ----------------------------------------------------------------- literals and URL helpers
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _text_literal(value: str) -> str:
-    """A SQL string literal (the session runs with standard_conforming_strings = on)."""
-    if "\x00" in value:
-        raise InvalidInputError("text cannot contain NUL characters")
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _ts_literal(us: int) -> str:
-    us = min(max(us, _MIN_US), _MAX_US)
-    value = _UNIX_EPOCH + timedelta(microseconds=us)
-    return f"'{value.isoformat()}'::timestamptz"
-
-
-def _ceil_us(ns: int) -> int:
-    """Smallest µs time whose ns value is >= ``ns``."""
-    return -(-ns // 1000)
 
 
 def _secrets_of(url: str) -> list[str]:
@@ -440,7 +306,7 @@ class PostgresStore(Store):
 
     async def _init_connection(self, con: Any) -> None:
         await con.set_type_codec(
-            "jsonb", schema="pg_catalog", encoder=_json_dumps, decoder=_json_loads, format="text"
+            "jsonb", schema="pg_catalog", encoder=json_dumps, decoder=json_loads, format="text"
         )
         await con.execute(_STAGE_DDL)
 
@@ -462,7 +328,7 @@ class PostgresStore(Store):
                 "plan_cache_mode": "force_custom_plan",
             }
             if self._schema is not None:
-                settings["search_path"] = _quote_ident(self._schema)
+                settings["search_path"] = quote_ident(self._schema)
             try:
                 pool = await asyncpg.create_pool(
                     self._url,
@@ -482,7 +348,7 @@ class PostgresStore(Store):
                 try:
                     async with pool.acquire(timeout=self._timeout) as con:
                         await con.execute(
-                            f"CREATE SCHEMA IF NOT EXISTS {_quote_ident(self._schema)}"
+                            f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self._schema)}"
                         )
                 except asyncpg.UniqueViolationError:
                     pass  # created concurrently by another store
@@ -563,8 +429,8 @@ class PostgresStore(Store):
         return value
 
     def _ts_ns(self, ns: int) -> Any:
-        us = min(max(ns // 1000, _MIN_US), _MAX_US)
-        return _UNIX_EPOCH + timedelta(microseconds=us)
+        us = min(max(ns // 1000, MIN_US), MAX_US)
+        return UNIX_EPOCH + timedelta(microseconds=us)
 
     def _dt(self, raw: Any) -> datetime:
         value = cast("datetime", raw)
@@ -581,7 +447,7 @@ class PostgresStore(Store):
     def _unjson(self, raw: Any) -> dict[str, Any]:
         if isinstance(raw, bytes):
             raw = raw.decode()
-        value = _json_loads(raw) if isinstance(raw, str) else raw
+        value = json_loads(raw) if isinstance(raw, str) else raw
         if not isinstance(value, dict):
             raise StorageError(f"stored JSON is a {type(value).__name__}, not an object")
         return value
@@ -682,11 +548,11 @@ class PostgresStore(Store):
         """
         checked = {sym: check_candles(bars) for sym, bars in blocks.items()}
         total = sum(len(c["ts"]) for c in checked.values())
-        work = [(sym, _unique_last(c)) for sym, c in checked.items() if len(c["ts"])]
+        work = [(sym, unique_last(c)) for sym, c in checked.items() if len(c["ts"])]
         if not work:
             return total
         for sym, _ in work:
-            _text_literal(sym)  # rejects NUL early, with a clear message
+            text_literal(sym)  # rejects NUL early, with a clear message
         timeframe_s = int(timeframe_s)
         symbols = [sym for sym, _ in work]
         los = [self._ts_ns(int(c["ts"][0])) for _, c in work]
@@ -748,18 +614,18 @@ class PostgresStore(Store):
         end_ns: int | None = None,
     ) -> Candles:
         """Candles with ``start_ns <= ts < end_ns`` (open ends when None), ordered by ts."""
-        where = [f"symbol = {_text_literal(symbol)}", f"timeframe_s = {int(timeframe_s)}"]
+        where = [f"symbol = {text_literal(symbol)}", f"timeframe_s = {int(timeframe_s)}"]
         if start_ns is not None:
-            where.append(f"ts >= {_ts_literal(_ceil_us(start_ns))}")
+            where.append(f"ts >= {ts_literal(ceil_us(start_ns))}")
         if end_ns is not None:
-            where.append(f"ts < {_ts_literal(_ceil_us(end_ns))}")
+            where.append(f"ts < {ts_literal(ceil_us(end_ns))}")
         query = (
             "SELECT ts, open, high, low, close, volume, ticks FROM candles "
             f"WHERE {' AND '.join(where)} ORDER BY ts"
         )
         async with self._raw_transaction() as raw:
             data = await self._copy_out(raw, query)
-        return _columns(_parse_copy(data, _READ_ROW))
+        return candle_columns(parse_copy(data, READ_ROW))
 
     async def load_last_candles(
         self, symbols: Sequence[str], timeframe_s: int, n: int
@@ -772,7 +638,7 @@ class PostgresStore(Store):
         out = {sym: empty_candles() for sym in unique}
         if not unique or n <= 0:
             return out
-        array = "ARRAY[" + ", ".join(_text_literal(s) for s in unique) + "]::text[]"
+        array = "ARRAY[" + ", ".join(text_literal(s) for s in unique) + "]::text[]"
         query = (
             "SELECT s.i, c.ts, c.open, c.high, c.low, c.close, c.volume, c.ticks "
             f"FROM unnest({array}) WITH ORDINALITY AS s (symbol, i) CROSS JOIN LATERAL "
@@ -786,10 +652,10 @@ class PostgresStore(Store):
             # primary key backwards reads only n rows per symbol.
             await raw.execute("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off")
             data = await self._copy_out(raw, query)
-        rows = _parse_copy(data, _READ_ROW_I)
+        rows = parse_copy(data, READ_ROW_I)
         if not len(rows):
             return out
-        cols = _columns(rows)
+        cols = candle_columns(rows)
         which = rows["i"].astype(np.int64)
         bounds = np.searchsorted(which, np.arange(1, len(unique) + 2), side="left")
         for k, sym in enumerate(unique):
@@ -824,23 +690,23 @@ def _batches(work: _Work) -> Iterable[list[_Piece]]:
 
 async def _direct_stream(batch: list[_Piece], timeframe_s: int) -> AsyncIterator[Any]:
     """Binary COPY of ``candles`` rows: one numpy buffer per piece."""
-    yield _COPY_HEADER
+    yield COPY_HEADER
     for sym, cols, start, stop in batch:
         encoded = sym.encode()
-        buf = np.empty(stop - start, dtype=_direct_row(encoded))
-        _fill(buf, cols, start, stop)
+        buf = np.empty(stop - start, dtype=direct_row(encoded))
+        fill_rows(buf, cols, start, stop)
         buf["symbol"] = encoded
         buf["timeframe_s"] = timeframe_s
         yield buf.view(np.uint8)
-    yield _COPY_TRAILER
+    yield COPY_TRAILER
 
 
 async def _stage_stream(batch: list[_Piece], index: Mapping[str, int]) -> AsyncIterator[Any]:
     """Binary COPY of staging rows (symbol number, ts, values): one numpy buffer per piece."""
-    yield _COPY_HEADER
+    yield COPY_HEADER
     for sym, cols, start, stop in batch:
-        buf = np.empty(stop - start, dtype=_STAGE_ROW)
-        _fill(buf, cols, start, stop)
+        buf = np.empty(stop - start, dtype=STAGE_ROW)
+        fill_rows(buf, cols, start, stop)
         buf["sym"] = index[sym]
         yield buf.view(np.uint8)
-    yield _COPY_TRAILER
+    yield COPY_TRAILER
