@@ -130,3 +130,53 @@ async def test_live_trading_is_refused_when_kite_and_the_store_disagree(
             assert "NSE:INFY" in service.last_error
             assert service.health()["status"] == "down"
         assert len(fake.placements) == placed  # nothing of ours reached the broker
+
+
+async def test_a_flatten_refused_by_a_dead_session_goes_out_right_after_the_login(
+    fake_kite_factory: Factory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The token dies with a position open: the operator's flatten is refused by Kite and
+    alerted once per symbol (its retries back off: see the executor's tests); the login sends
+    it at once, long before the next retry is due."""
+    start = datetime.combine(datetime(2026, 3, 2).date(), time(10, 0), tzinfo=IST)
+    async with fake_kite_factory(start=start, speed=300.0, watchlist=WATCHLIST) as fake:
+        settings = kite_settings(
+            fake,
+            tmp_path,
+            execution="live",
+            broker_access_token=fake.access_token,
+            watchlist=",".join(WATCHLIST),
+        )
+        async with open_service(settings, market_now=fake.now) as service:
+            await service.start()
+            async with asyncio.timeout(60):
+                while not (service.executor and service.executor.positions()):
+                    assert not service.last_error, service.last_error
+                    await asyncio.sleep(0.05)
+            executor = service.executor
+            held = {p.symbol for p in executor.positions()}
+            fake.faults.token_expired = True
+            await service.flatten("operator flatten")
+            await asyncio.sleep(7.5)  # flatten retries at about 0, 1, 3 and 7 s; next at 15
+            refusals = [
+                r.getMessage()
+                for r in caplog.records
+                if r.name == "mental_trader.execution.executor" and "exit of" in r.getMessage()
+            ]
+            for symbol in held:
+                mine = [m for m in refusals if f"exit of {symbol} " in m]
+                assert len(mine) >= 2, mine  # refused, and retried
+                assert "TokenException" in mine[0] or "token" in mine[0].lower(), mine[0]
+                assert sum("refused" not in m for m in mine) == 1  # one alert, then log lines
+            assert {p.symbol for p in executor.positions()} >= held
+            await service.broker_login(fake.issue_request_token())
+            for _ in range(80):  # 4 s; the next backoff retry is due at about 15 s
+                if not held & {p.symbol for p in executor.positions()}:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                pytest.fail(f"still open 4 s after the login: {executor.positions()}")
+            trades = await service.store.load_trades()
+            await service.stop()
+    closed = [t for t in trades if t.symbol in held and t.exit_reason == "operator flatten"]
+    assert {t.symbol for t in closed} == held
