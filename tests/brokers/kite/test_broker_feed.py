@@ -208,7 +208,9 @@ async def test_bars_missed_during_an_outage_are_rebuilt_from_candles(
         assert feed.backfilled_ticks > 0
         minute = 60_000_000_000
         first_missed = down_at - down_at % minute + minute  # wholly inside the outage
-        last_missed = up_at - up_at % minute - minute
+        # up_at is read after the backfill: a minute boundary may have passed since its
+        # candles were fetched (0.5 s at 120x), and the minute then forming is not a candle
+        last_missed = up_at - up_at % minute - 2 * minute
         assert last_missed > first_missed, "the outage was too short to miss a whole minute"
         for sid, symbol in enumerate(SYMBOLS):
             want = await fake.sim.history(
