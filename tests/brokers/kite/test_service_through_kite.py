@@ -20,6 +20,7 @@ import pytest
 
 from mental_trader.brokers.kite.rest import KiteRest
 from mental_trader.calendar import IST
+from mental_trader.config import Settings
 from mental_trader.execution.reconcile import ReconcileError
 from mental_trader.models import OrderStatus
 from mental_trader.runtime import open_service
@@ -31,18 +32,23 @@ Factory = Callable[..., AbstractAsyncContextManager[FakeKite]]
 WATCHLIST = ("NSE:INFY", "NSE:RELIANCE", "NSE:ICICIBANK")
 
 
+def live_settings(fake: FakeKite, data_dir: Path) -> Settings:
+    """EXECUTION=live on ``fake`` with its session token, trading the WATCHLIST."""
+    return kite_settings(
+        fake,
+        data_dir,
+        execution="live",
+        broker_access_token=fake.access_token,
+        watchlist=",".join(WATCHLIST),
+    )
+
+
 async def test_a_session_trades_through_the_fake_kite_server(
     fake_kite_factory: Factory, tmp_path: Path
 ) -> None:
     start = datetime.combine(datetime(2026, 3, 2).date(), time(11, 0), tzinfo=IST)
     async with fake_kite_factory(start=start, speed=600.0, watchlist=WATCHLIST) as fake:
-        settings = kite_settings(
-            fake,
-            tmp_path,
-            execution="live",
-            broker_access_token=fake.access_token,
-            watchlist=",".join(WATCHLIST),
-        )
+        settings = live_settings(fake, tmp_path)
         async with open_service(settings, market_now=fake.now) as service:
             await service.start()
             async with asyncio.timeout(120):
@@ -94,13 +100,7 @@ async def test_live_trading_is_refused_when_kite_and_the_store_disagree(
     """A position at the broker that the store does not know (a manual trade): start-up
     reconciliation fails, and the service places no order at all."""
     async with fake_kite_factory(watchlist=WATCHLIST) as fake:
-        settings = kite_settings(
-            fake,
-            tmp_path,
-            execution="live",
-            broker_access_token=fake.access_token,
-            watchlist=",".join(WATCHLIST),
-        )
+        settings = live_settings(fake, tmp_path)
         async with KiteRest(
             fake.api_key, access_token=fake.access_token, base_url=fake.rest_url, clock=fake.now
         ) as rest:
@@ -140,13 +140,7 @@ async def test_a_flatten_refused_by_a_dead_session_goes_out_right_after_the_logi
     it at once, long before the next retry is due."""
     start = datetime.combine(datetime(2026, 3, 2).date(), time(10, 0), tzinfo=IST)
     async with fake_kite_factory(start=start, speed=300.0, watchlist=WATCHLIST) as fake:
-        settings = kite_settings(
-            fake,
-            tmp_path,
-            execution="live",
-            broker_access_token=fake.access_token,
-            watchlist=",".join(WATCHLIST),
-        )
+        settings = live_settings(fake, tmp_path)
         async with open_service(settings, market_now=fake.now) as service:
             await service.start()
             async with asyncio.timeout(60):
