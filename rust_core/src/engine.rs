@@ -196,24 +196,15 @@ impl SymbolEngine {
     /// the confirm trend after the resampler, so a confirm bar closing with this bar counts.
     fn primary_closed(&mut self, sh: &Shared, bar: Bar, out: &mut Vec<Event>) -> CoreResult<()> {
         let end = end_ns(&sh.primary, &bar)?;
-        let mut primary = self.primary_leg.on_bar(bar, end, sh.timeframe_s, false)?;
+        let at = out.len();
+        out.push(self.primary_leg.on_bar(bar, end, sh.timeframe_s, false)?);
         let pushed = self.confirm.push(&sh.confirm, &bar, end)?;
-        let mut confirms = [None, None];
-        for (slot, cb) in confirms
-            .iter_mut()
-            .zip([pushed.closed_before, pushed.closed_after])
-        {
-            if let Some(cb) = cb {
-                let cend = end_ns(&sh.confirm, &cb)?;
-                *slot = Some(
-                    self.confirm_leg
-                        .on_bar(cb, cend, sh.confirm_timeframe_s, true)?,
-                );
-            }
+        for cb in [pushed.closed_before, pushed.closed_after] {
+            self.confirm_closed(sh, cb, out)?;
         }
-        primary.confirm = self.confirm_leg.trend();
-        out.push(primary);
-        out.extend(confirms.into_iter().flatten());
+        if let Some(primary) = out.get_mut(at) {
+            primary.confirm = self.confirm_leg.trend();
+        }
         Ok(())
     }
 
